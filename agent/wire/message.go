@@ -1,0 +1,138 @@
+package wire
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/fieldsync/fieldsync/crdt"
+)
+
+// Protocol is the libp2p protocol id of the sync stream. The trailing number
+// is the wire version: a change that old agents cannot read gets a new id.
+const Protocol = "/fieldsync/sync/1"
+
+// Limits a decoder enforces on untrusted input.
+const (
+	MaxFrame       = 8 << 20 // bytes in one frame: a batch of ops is bounded well below
+	MaxOpsPerBatch = 4096
+	MaxOrigins     = 1 << 16
+	MaxCredential  = 4 << 10
+)
+
+// ErrMalformed: a frame or message that does not follow the protocol.
+var ErrMalformed = errors.New("malformed sync message")
+
+// Message is one frame's content: exactly one of its parts is set.
+type Message struct {
+	Hello *Hello `cbor:"1,keyasint,omitempty"`
+	Batch *Batch `cbor:"2,keyasint,omitempty"`
+	Ack   *Ack   `cbor:"3,keyasint,omitempty"`
+	Error *Error `cbor:"4,keyasint,omitempty"`
+}
+
+// Hello opens a session: the sender's version vector, an exact summary of
+// every op it holds. Both sides send one at once, so two devices that agree
+// know it after one round trip, having sent bytes in proportion to the number
+// of origins, not records.
+type Hello struct {
+	VV map[string]uint64 `cbor:"1,keyasint"`
+}
+
+// Credential is an origin's credential, sent ahead of its first ops so the
+// receiver can check who wrote them (a relay carries other devices' ops).
+type Credential struct {
+	Origin string `cbor:"1,keyasint"`
+	Raw    []byte `cbor:"2,keyasint"`
+}
+
+// Batch carries ops the receiver lacks, each origin's ops consecutive and in
+// seq order, exactly as signed by their origin.
+type Batch struct {
+	N     uint64        `cbor:"1,keyasint"`
+	Ops   []crdt.Signed `cbor:"2,keyasint"`
+	Creds []Credential  `cbor:"3,keyasint,omitempty"`
+	// Ranges names the ops in the batch (origin, first and last seq), so the
+	// receiver knows the sender holds them without decoding anything; a lying
+	// sender only keeps itself from being sent those ops.
+	Ranges []Range `cbor:"4,keyasint,omitempty"`
+}
+
+// Range is a run of one origin's ops.
+type Range struct {
+	Origin string `cbor:"1,keyasint"`
+	From   uint64 `cbor:"2,keyasint"`
+	To     uint64 `cbor:"3,keyasint"`
+}
+
+// Ack answers a batch once its ops are durable at the receiver: the
+// receiver's heads for the origins in the batch, after applying it. An op the
+// receiver refused shows as a head lower than what was sent.
+type Ack struct {
+	N  uint64            `cbor:"1,keyasint"`
+	VV map[string]uint64 `cbor:"2,keyasint"`
+}
+
+// Error ends a session with a reason the other side logs.
+type Error struct {
+	Reason string `cbor:"1,keyasint"`
+}
+
+// Encode returns the message's CBOR.
+func Encode(m *Message) ([]byte, error) { return crdt.Marshal(m) }
+
+// Decode parses and checks a message received from a peer.
+func Decode(data []byte) (*Message, error) {
+	var m Message
+	if err := crdt.Unmarshal(data, &m); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrMalformed, err)
+	}
+	if err := m.validate(); err != nil {
+		return nil, err
+	}
+	return &m, nil
+}
+
+func (m *Message) validate() error {
+	set := 0
+	for _, p := range []bool{m.Hello != nil, m.Batch != nil, m.Ack != nil, m.Error != nil} {
+		if p {
+			set++
+		}
+	}
+	if set != 1 {
+		return fmt.Errorf("%w: %d parts set", ErrMalformed, set)
+	}
+	switch {
+	case m.Hello != nil:
+		return validVV(m.Hello.VV)
+	case m.Ack != nil:
+		return validVV(m.Ack.VV)
+	case m.Batch != nil:
+		b := m.Batch
+		if len(b.Ops) > MaxOpsPerBatch {
+			return fmt.Errorf("%w: %d ops in a batch", ErrMalformed, len(b.Ops))
+		}
+		for _, c := range b.Creds {
+			if c.Origin == "" || len(c.Origin) > crdt.MaxOriginLen || len(c.Raw) == 0 || len(c.Raw) > MaxCredential {
+				return fmt.Errorf("%w: bad credential", ErrMalformed)
+			}
+		}
+	case m.Error != nil:
+		if len(m.Error.Reason) > 1024 {
+			return fmt.Errorf("%w: error reason of %d bytes", ErrMalformed, len(m.Error.Reason))
+		}
+	}
+	return nil
+}
+
+func validVV(vv map[string]uint64) error {
+	if len(vv) > MaxOrigins {
+		return fmt.Errorf("%w: %d origins", ErrMalformed, len(vv))
+	}
+	for o := range vv {
+		if o == "" || len(o) > crdt.MaxOriginLen {
+			return fmt.Errorf("%w: bad origin in version vector", ErrMalformed)
+		}
+	}
+	return nil
+}
