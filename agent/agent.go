@@ -1,0 +1,276 @@
+package agent
+
+import (
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/fieldsync/fieldsync/agent/api"
+	"github.com/fieldsync/fieldsync/agent/identity"
+	"github.com/fieldsync/fieldsync/agent/membership"
+	"github.com/fieldsync/fieldsync/agent/store"
+	"github.com/fieldsync/fieldsync/agent/transport"
+	"github.com/fieldsync/fieldsync/agent/wire"
+)
+
+// Agent is one running fieldsync daemon.
+type Agent struct {
+	cfg      Config
+	log      *slog.Logger
+	dev      *identity.Device
+	verifier identity.Verifier
+	store    *store.Store
+	host     *transport.Host
+	members  *membership.Membership
+	api      *api.Server
+	apiLn    net.Listener
+	events   chan membership.Event
+
+	mu         sync.Mutex
+	sessions   map[string]*session // by libp2p peer id
+	dialing    map[string]bool
+	names      map[string]deviceInfo // device id -> name and role, from credentials
+	digestAt   time.Time
+	joinWarnAt time.Time
+
+	stop      chan struct{}
+	stopOnce  sync.Once
+	wg        sync.WaitGroup
+	closeOnce sync.Once
+	closeErr  error
+}
+
+type deviceInfo struct {
+	Name string
+	Role identity.Role
+}
+
+// New loads the device identity from cfg.DataDir, opens the store and binds
+// the data, gossip and API addresses. Nothing is sent until Run.
+func New(cfg Config) (a *Agent, err error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	dev, err := identity.LoadDevice(cfg.DataDir)
+	if err != nil {
+		return nil, fmt.Errorf("load device: %w", err)
+	}
+	verifier := dev.Verifier()
+	if err := verifier.VerifyPeer(dev.Credential, dev.Public(), cfg.Now()); err != nil {
+		return nil, fmt.Errorf("this device's credential: %w (provision it again with `fieldsync device init`)", err)
+	}
+	a = &Agent{
+		cfg:      cfg,
+		log:      cfg.Logger.With("device", dev.Name()),
+		dev:      dev,
+		verifier: verifier,
+		events:   make(chan membership.Event, 256),
+		sessions: map[string]*session{},
+		dialing:  map[string]bool{},
+		names:    map[string]deviceInfo{},
+		stop:     make(chan struct{}),
+	}
+	defer func() {
+		if err != nil {
+			a.Close()
+		}
+	}()
+	so := store.DefaultOptions(filepath.Join(cfg.DataDir, "store"))
+	so.Logger = cfg.Logger
+	st, err := store.Open(so)
+	if err != nil {
+		return nil, err
+	}
+	a.store = st
+	raw, err := dev.Credential.Marshal()
+	if err != nil {
+		return nil, fmt.Errorf("encode own credential: %w", err)
+	}
+	if err := st.PutCredential(dev.ID(), dev.Public(), raw); err != nil {
+		return nil, fmt.Errorf("store own credential: %w", err)
+	}
+	a.names[dev.ID()] = deviceInfo{Name: dev.Name(), Role: dev.Credential.Role}
+
+	tc := transport.DefaultConfig()
+	tc.Listen = cfg.Listen
+	tc.Key = dev.Private
+	tc.Credential = raw
+	tc.Admit = a.admit
+	tc.MDNS = cfg.MDNS
+	tc.MDNSService = "fieldsync-" + verifier.Deployment()
+	tc.Logger = a.log
+	tc.OnAdmitted = a.onAdmitted
+	tc.OnGone = a.onGone
+	if a.host, err = transport.New(tc); err != nil {
+		return nil, fmt.Errorf("start data transport on %s: %w", cfg.Listen, err)
+	}
+	a.host.Handle(wire.Protocol, a.acceptSession)
+
+	mc := membership.DefaultConfig()
+	mc.DeviceID = dev.ID()
+	mc.PeerID = a.host.PeerID()
+	mc.Listen = cfg.Listen
+	mc.Advertise = cfg.Advertise
+	mc.Key = dev.GossipKey()
+	mc.Label = "fieldsync/" + verifier.Deployment()
+	mc.Logger = a.log
+	mc.Events = a.events
+	if a.members, err = membership.New(mc); err != nil {
+		return nil, fmt.Errorf("start LAN membership: %w", err)
+	}
+
+	ac := api.DefaultConfig()
+	ac.Addr = cfg.API
+	ac.Schema = cfg.Schema
+	ac.Logger = a.log
+	ac.Now = cfg.Now
+	if a.api, err = api.NewServer(ac, backend{a}); err != nil {
+		return nil, err
+	}
+	if a.apiLn, err = net.Listen("tcp", cfg.API); err != nil {
+		return nil, fmt.Errorf("listen for the API on %s: %w", cfg.API, err)
+	}
+	vv := st.VersionVector()
+	a.log.Info("agent ready", "device_id", dev.ID(), "role", string(dev.Credential.Role),
+		"deployment", verifier.Deployment(), "listen", a.host.ListenAddrs(), "api", a.apiLn.Addr().String(),
+		"ops", vv.Total(), "origins", len(vv))
+	return a, nil
+}
+
+// Run serves until ctx is done, then closes the agent.
+func (a *Agent) Run(ctx context.Context) error {
+	a.wg.Add(3)
+	go func() {
+		defer a.wg.Done()
+		if err := a.api.Serve(a.apiLn); err != nil && !errors.Is(err, net.ErrClosed) {
+			a.log.Error("API server stopped", "err", err)
+		}
+	}()
+	go func() { defer a.wg.Done(); a.watchMembers() }()
+	go func() { defer a.wg.Done(); a.safetyLoop() }()
+	select {
+	case <-ctx.Done():
+	case <-a.stop:
+	}
+	return a.Close()
+}
+
+// Close stops every session and closes the store. Safe to call twice.
+func (a *Agent) Close() error {
+	a.closeOnce.Do(func() {
+		a.stopOnce.Do(func() { close(a.stop) })
+		if a.api != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+			a.api.Shutdown(ctx)
+			cancel()
+		} else if a.apiLn != nil {
+			a.apiLn.Close()
+		}
+		if a.members != nil {
+			a.members.Close()
+		}
+		a.mu.Lock()
+		for _, s := range a.sessions {
+			s.stream.Reset()
+		}
+		a.mu.Unlock()
+		if a.host != nil {
+			a.host.Close()
+		}
+		a.wg.Wait()
+		if a.store != nil {
+			a.closeErr = a.store.Close()
+		}
+		a.log.Info("agent stopped")
+	})
+	return a.closeErr
+}
+
+// admit decides whether a peer that proved its key may connect: only a valid
+// credential of this deployment for exactly that key.
+func (a *Agent) admit(pub ed25519.PublicKey, raw []byte) (transport.Peer, error) {
+	cred, err := identity.UnmarshalCredential(raw)
+	if err != nil {
+		return transport.Peer{}, err
+	}
+	if err := a.verifier.VerifyPeer(cred, pub, a.cfg.Now()); err != nil {
+		return transport.Peer{}, err
+	}
+	if err := a.store.PutCredential(cred.DeviceID, cred.PublicKey, raw); err != nil {
+		return transport.Peer{}, fmt.Errorf("store credential: %w", err)
+	}
+	a.mu.Lock()
+	a.names[cred.DeviceID] = deviceInfo{Name: cred.Name, Role: cred.Role}
+	a.mu.Unlock()
+	return transport.Peer{DeviceID: cred.DeviceID, Name: cred.Name}, nil
+}
+
+// acceptCredential checks a credential that came with relayed ops. Ops
+// written before a device's credential expired stay valid data, so expiry is
+// not checked here; the deployment's signature and the key binding are.
+func (a *Agent) acceptCredential(origin string, raw []byte) error {
+	cred, err := identity.UnmarshalCredential(raw)
+	if err != nil {
+		return err
+	}
+	if cred.DeviceID != origin {
+		return fmt.Errorf("credential of %s sent for origin %s", cred.DeviceID, origin)
+	}
+	if err := a.verifier.Verify(cred, time.Unix(cred.IssuedAt, 0)); err != nil {
+		return err
+	}
+	if err := a.store.PutCredential(origin, cred.PublicKey, raw); err != nil {
+		return err
+	}
+	a.mu.Lock()
+	a.names[origin] = deviceInfo{Name: cred.Name, Role: cred.Role}
+	a.mu.Unlock()
+	return nil
+}
+
+// deviceName returns the name of a device from its credential, or its id
+// when the credential is unknown.
+func (a *Agent) deviceName(id string) string {
+	a.mu.Lock()
+	info, ok := a.names[id]
+	a.mu.Unlock()
+	if ok {
+		return info.Name
+	}
+	_, raw, found, err := a.store.Credential(id)
+	if err != nil || !found {
+		return id
+	}
+	cred, err := identity.UnmarshalCredential(raw)
+	if err != nil {
+		return id
+	}
+	a.mu.Lock()
+	a.names[id] = deviceInfo{Name: cred.Name, Role: cred.Role}
+	a.mu.Unlock()
+	return cred.Name
+}
+
+// changed is called after every commit that added ops: it wakes every
+// session so the new ops are pushed at once, and refreshes the digest
+// gossiped to the LAN (at most once a second: gossip is a hint).
+func (a *Agent) changed() {
+	a.mu.Lock()
+	for _, s := range a.sessions {
+		s.wake()
+	}
+	refresh := time.Since(a.digestAt) > time.Second
+	if refresh {
+		a.digestAt = time.Now()
+	}
+	a.mu.Unlock()
+	if refresh && a.members != nil {
+		a.members.SetDigest(a.store.VersionVector().Digest())
+	}
+}

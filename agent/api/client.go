@@ -1,0 +1,210 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+	"unicode"
+)
+
+const (
+	// clientDialTimeout is short: the agent is on this laptop, so a
+	// connection that is not made at once will not be made.
+	clientDialTimeout = 3 * time.Second
+	// clientTimeout bounds one whole request, a page of records included.
+	clientTimeout = time.Minute
+	// clientPageSize is the page size of ListAll: large enough that 100,000
+	// dossiers take 100 round trips, small enough that a page stays about 1 MB.
+	clientPageSize = 1000
+	// maxAnswerBytes bounds an answer the client reads: a page of
+	// MaxListLimit records is about 5 MB.
+	maxAnswerBytes = 64 << 20
+)
+
+// Client calls an agent's API. It is safe for concurrent use.
+type Client struct {
+	addr string
+	base string
+	hc   *http.Client
+}
+
+// NewClient returns a client for the agent whose API listens at addr,
+// "host:port" (a leading "http://" is tolerated).
+func NewClient(addr string) *Client {
+	addr = strings.TrimSuffix(strings.TrimPrefix(addr, "http://"), "/")
+	dialer := &net.Dialer{Timeout: clientDialTimeout}
+	return &Client{
+		addr: addr,
+		base: "http://" + addr,
+		hc: &http.Client{
+			Timeout: clientTimeout,
+			Transport: &http.Transport{
+				// No proxy: the agent is local, and a proxy from the
+				// environment must not see personal data.
+				Proxy:                 nil,
+				DialContext:           dialer.DialContext,
+				ResponseHeaderTimeout: 30 * time.Second,
+				MaxIdleConnsPerHost:   4,
+				IdleConnTimeout:       30 * time.Second,
+			},
+		},
+	}
+}
+
+// Create creates a record from fields and returns it as stored.
+func (c *Client) Create(ctx context.Context, fields map[string]string) (Record, error) {
+	var rec Record
+	err := c.do(ctx, http.MethodPost, "/v1/records", fields, &rec)
+	return rec, err
+}
+
+// Update sets only the given fields of record id (an empty value clears an
+// optional field) and returns the record as stored.
+func (c *Client) Update(ctx context.Context, id string, fields map[string]string) (Record, error) {
+	var rec Record
+	err := c.do(ctx, http.MethodPatch, "/v1/records/"+url.PathEscape(id), fields, &rec)
+	return rec, err
+}
+
+// Get returns record id. An unknown id returns an *APIError matching
+// [ErrNotFound].
+func (c *Client) Get(ctx context.Context, id string) (Record, error) {
+	var rec Record
+	err := c.do(ctx, http.MethodGet, "/v1/records/"+url.PathEscape(id), nil, &rec)
+	return rec, err
+}
+
+// ListAll returns every record, following pages. The slice is never nil.
+func (c *Client) ListAll(ctx context.Context) ([]Record, error) {
+	all := []Record{}
+	after := ""
+	for {
+		q := url.Values{"limit": {strconv.Itoa(clientPageSize)}}
+		if after != "" {
+			q.Set("after", after)
+		}
+		var page listBody
+		if err := c.do(ctx, http.MethodGet, "/v1/records?"+q.Encode(), nil, &page); err != nil {
+			return nil, err
+		}
+		all = append(all, page.Records...)
+		if page.Next == "" {
+			return all, nil
+		}
+		// Pages are in id order: a cursor that does not advance would
+		// loop forever.
+		if page.Next <= after {
+			return nil, fmt.Errorf("list records: agent's page cursor did not advance past %q", after)
+		}
+		after = page.Next
+	}
+}
+
+// Status returns the agent's status.
+func (c *Client) Status(ctx context.Context) (Status, error) {
+	var st Status
+	err := c.do(ctx, http.MethodGet, "/v1/status", nil, &st)
+	return st, err
+}
+
+// noAgentError says that nothing answers at the address, in words an officer
+// can act on.
+type noAgentError struct {
+	addr  string
+	cause error
+}
+
+func (e *noAgentError) Error() string {
+	return fmt.Sprintf("no agent answering at %s (is `fieldsync agent` running?)", e.addr)
+}
+
+func (e *noAgentError) Unwrap() []error { return []error{ErrNoAgent, e.cause} }
+
+// do sends one request with in (if not nil) as its JSON body and decodes a
+// 2xx answer into out. An error answer becomes an *APIError.
+func (c *Client) do(ctx context.Context, method, path string, in, out any) error {
+	var body io.Reader
+	if in != nil {
+		data, err := json.Marshal(in)
+		if err != nil {
+			return fmt.Errorf("encode request: %w", err)
+		}
+		body = bytes.NewReader(data)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, body)
+	if err != nil {
+		return fmt.Errorf("build request: %w", err)
+	}
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	req.Header.Set("Accept", "application/json")
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		if ctxErr := ctx.Err(); ctxErr != nil {
+			return ctxErr
+		}
+		var opErr *net.OpError
+		if errors.As(err, &opErr) && opErr.Op == "dial" {
+			return &noAgentError{addr: c.addr, cause: err}
+		}
+		return fmt.Errorf("agent at %s: %w", c.addr, err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, maxAnswerBytes+1))
+	if err != nil {
+		return fmt.Errorf("read answer from agent at %s: %w", c.addr, err)
+	}
+	if len(data) > maxAnswerBytes {
+		return fmt.Errorf("answer from agent at %s is larger than %d bytes", c.addr, maxAnswerBytes)
+	}
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		return apiError(resp.StatusCode, data)
+	}
+	if err := json.Unmarshal(data, out); err != nil {
+		return fmt.Errorf("decode answer from agent at %s: %w", c.addr, err)
+	}
+	return nil
+}
+
+// apiError builds the *APIError of an error answer. An answer that is not the
+// API's error shape (another program on the port, a proxy) keeps the start of
+// its text so the user can tell what answered.
+func apiError(status int, data []byte) *APIError {
+	var b errorBody
+	if err := json.Unmarshal(data, &b); err == nil && b.Error != "" {
+		return &APIError{Status: status, Message: b.Error, MessageVI: b.ErrorVI, Fields: b.Fields}
+	}
+	msg := http.StatusText(status)
+	if snippet := printable(string(data), 200); snippet != "" {
+		msg += ": " + snippet
+	}
+	return &APIError{Status: status, Message: msg}
+}
+
+// printable trims s to at most n runes with control characters removed, so a
+// stranger's answer cannot move the terminal's cursor.
+func printable(s string, n int) string {
+	var b strings.Builder
+	for _, r := range strings.TrimSpace(s) {
+		if n == 0 {
+			b.WriteString("…")
+			break
+		}
+		if unicode.IsControl(r) {
+			r = ' '
+		}
+		b.WriteRune(r)
+		n--
+	}
+	return b.String()
+}

@@ -1,0 +1,163 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Value is one live value of a field, with who wrote it and when. It is the
+// unit of a field conflict: an admin sees every Value side by side.
+type Value struct {
+	Value    string    `json:"value"`
+	Device   string    `json:"device"` // device name from its credential, e.g. "laptop-a"
+	DeviceID string    `json:"device_id"`
+	At       time.Time `json:"at"` // RFC 3339, UTC
+	Op       string    `json:"op"` // "<origin>:<seq>"
+}
+
+// Record is a dossier as the API shows it.
+type Record struct {
+	ID string `json:"id"`
+	// Fields holds the shown value of each field (the deterministic winner
+	// when a field is in conflict). Never null on the wire.
+	Fields map[string]string `json:"fields"`
+	// Conflicts maps each field with more than one live value to every live
+	// value. {} when there are none, never null.
+	Conflicts map[string][]Value `json:"conflicts"`
+	CreatedBy string             `json:"created_by,omitempty"` // device name
+	CreatedAt *time.Time         `json:"created_at,omitempty"`
+	UpdatedAt time.Time          `json:"updated_at"`
+}
+
+// Peer is another device of the deployment as this agent sees it.
+type Peer struct {
+	Name      string `json:"name"`
+	DeviceID  string `json:"device_id"`
+	Role      string `json:"role"`
+	Addr      string `json:"addr,omitempty"`
+	Connected bool   `json:"connected"`
+	Syncing   bool   `json:"syncing"`
+}
+
+// Status is the agent's state as shown by GET /v1/status.
+type Status struct {
+	Device        string            `json:"device"`
+	DeviceID      string            `json:"device_id"`
+	Role          string            `json:"role"`
+	Deployment    string            `json:"deployment"`
+	Listen        []string          `json:"listen"` // [] never null
+	Peers         []Peer            `json:"peers"`  // [] never null
+	Records       int               `json:"records"`
+	VersionVector map[string]uint64 `json:"version_vector"` // {} never null
+	// AtRisk counts this device's own dossiers held only here: lost if the
+	// laptop is lost.
+	AtRisk int `json:"at_risk"`
+	// Held counts this device's own dossiers held by at least one other
+	// device.
+	Held      int    `json:"held_elsewhere"`
+	Conflicts int    `json:"conflicts"`
+	Version   string `json:"version"`
+}
+
+// Backend is what the server needs from the agent.
+//
+// Fields passed to Create and Update are already validated and normalised by
+// the server, and the map is the Backend's to keep. Update receives only the
+// fields the client sent; an empty value clears an optional field. A Backend
+// reports an unknown record with an error wrapping [ErrNotFound] and a refused
+// change with one wrapping [ErrConflict]; any other error is shown to the
+// client as an internal error and logged, so a Backend's error text must not
+// quote field values.
+//
+// List returns up to limit records with ids greater than after (all records
+// when after is ""), in id order, and next: the id to pass as after for the
+// following page, or "" when there are no more. Methods may be called
+// concurrently.
+type Backend interface {
+	Create(ctx context.Context, fields map[string]string) (Record, error)
+	Update(ctx context.Context, id string, fields map[string]string) (Record, error)
+	Get(ctx context.Context, id string) (Record, error)
+	List(ctx context.Context, after string, limit int) (records []Record, next string, err error)
+	Status(ctx context.Context) (Status, error)
+}
+
+// ErrNotFound: no record has the given id. Backends return or wrap it; the
+// server answers 404. [APIError] matches it for a 404 answer.
+var ErrNotFound = errors.New("record not found")
+
+// ErrConflict: the backend refuses the change because of the record's state
+// (for instance a record merged into another). The server answers 409 with the
+// error's text, so a Backend should say what the client can do. [APIError]
+// matches it for a 409 answer.
+var ErrConflict = errors.New("conflict")
+
+// ErrNoAgent: nothing answers at the client's address. Errors from [Client]
+// wrap it (and the network error) when the connection is refused or times out.
+var ErrNoAgent = errors.New("no agent answering")
+
+// FieldProblem is what is wrong with one field of a refused input, in English
+// and Vietnamese.
+type FieldProblem struct {
+	Field     string `json:"field"`
+	Problem   string `json:"problem"`
+	ProblemVI string `json:"problem_vi"`
+}
+
+// APIError is an error answer from the server, as the [Client] returns it.
+// Fields lists every bad field when the input failed validation.
+type APIError struct {
+	Status    int
+	Message   string
+	MessageVI string
+	Fields    []FieldProblem
+}
+
+// Error renders the English message, then each bad field.
+func (e *APIError) Error() string {
+	var b strings.Builder
+	b.WriteString("agent answered ")
+	b.WriteString(strconv.Itoa(e.Status))
+	if e.Message != "" {
+		b.WriteString(": ")
+		b.WriteString(e.Message)
+	}
+	for i, f := range e.Fields {
+		if i == 0 {
+			b.WriteString(": ")
+		} else {
+			b.WriteString("; ")
+		}
+		b.WriteString(f.Field)
+		b.WriteString(" ")
+		b.WriteString(f.Problem)
+	}
+	return b.String()
+}
+
+// Unwrap lets errors.Is match [ErrNotFound] for a 404 and [ErrConflict] for a
+// 409.
+func (e *APIError) Unwrap() error {
+	switch e.Status {
+	case 404:
+		return ErrNotFound
+	case 409:
+		return ErrConflict
+	}
+	return nil
+}
+
+// errorBody is the JSON shape of every error answer.
+type errorBody struct {
+	Error   string         `json:"error"`
+	ErrorVI string         `json:"error_vi"`
+	Fields  []FieldProblem `json:"fields,omitempty"`
+}
+
+// listBody is the JSON shape of GET /v1/records.
+type listBody struct {
+	Records []Record `json:"records"`
+	Next    string   `json:"next"`
+}

@@ -1,0 +1,98 @@
+package agent
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"time"
+
+	"github.com/fieldsync/fieldsync/agent/schema"
+	"github.com/fieldsync/fieldsync/agent/syncer"
+)
+
+// Default addresses. The data port is the one address another agent needs;
+// LAN membership (memberlist) uses the next port up on the same host.
+const (
+	DefaultListen = "0.0.0.0:7421"
+	DefaultAPI    = "127.0.0.1:7420"
+)
+
+// Config configures an agent. Build one with DefaultConfig and change what
+// you need.
+type Config struct {
+	// DataDir holds the device identity (from `fieldsync device init`) and the
+	// store.
+	DataDir string
+	// Listen is the data address, "HOST:PORT". Gossip binds HOST:PORT+1.
+	Listen string
+	// Advertise, if set, is the "HOST:PORT" other agents should use to reach
+	// this one (behind port forwarding, or through a proxy in benchmarks).
+	Advertise string
+	// API is the address of the local HTTP API, 127.0.0.1 by default because
+	// it serves citizens' data to whoever can reach it.
+	API string
+	// Join lists other agents' Listen addresses to join without discovery.
+	Join []string
+	// MDNS turns on LAN discovery by multicast DNS.
+	MDNS bool
+	// SafetyInterval is how often the agent checks that every peer present
+	// has a live sync session, re-joins known peers that dropped out of
+	// membership and refreshes its gossiped digest. New ops are pushed at
+	// once; this pass only catches what was missed. Seconds, not less, so an
+	// idle laptop stays idle.
+	SafetyInterval time.Duration
+	// Sync bounds sync sessions.
+	Sync syncer.Config
+	// Schema validates dossiers arriving through the API.
+	Schema schema.Schema
+	// Logger receives the agent's structured logs. Citizens' data never
+	// appears in them.
+	Logger *slog.Logger
+	// Now returns the wall clock; tests replace it.
+	Now func() time.Time
+	// Version is reported by status.
+	Version string
+}
+
+// DefaultConfig returns a configuration that works with no flags on a real
+// LAN: listen on every interface, API on loopback, mDNS on.
+func DefaultConfig() Config {
+	return Config{
+		Listen:         DefaultListen,
+		API:            DefaultAPI,
+		MDNS:           true,
+		SafetyInterval: 30 * time.Second,
+		Sync:           syncer.DefaultConfig(),
+		Schema:         schema.Dossier(),
+		Logger:         slog.Default(),
+		Now:            time.Now,
+		Version:        "dev",
+	}
+}
+
+func (c *Config) validate() error {
+	if c.DataDir == "" {
+		return errors.New("no data directory: pass --data DIR (made by `fieldsync device init`)")
+	}
+	for _, a := range append([]string{c.Listen, c.API}, c.Join...) {
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			return fmt.Errorf("address %q: want HOST:PORT: %w", a, err)
+		}
+	}
+	if c.Advertise != "" {
+		if _, _, err := net.SplitHostPort(c.Advertise); err != nil {
+			return fmt.Errorf("advertise address %q: want HOST:PORT: %w", c.Advertise, err)
+		}
+	}
+	if c.SafetyInterval < time.Second {
+		return fmt.Errorf("safety interval %s: must be at least 1s", c.SafetyInterval)
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	return nil
+}

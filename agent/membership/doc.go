@@ -1,0 +1,27 @@
+// Package membership owns "who of the team is present on the LAN".
+//
+// It runs one hashicorp/memberlist instance per agent (this is the only
+// package that imports memberlist) and turns its view into Members and
+// Events the agent can act on. Gossip is encrypted and authenticated with a
+// 32-byte key derived from the deployment (the caller derives it), and
+// labelled (Config.Label); a node holding another key or label cannot join
+// or be heard.
+//
+// Gossip carries hints only, never records: each node's metadata holds its
+// device id (the memberlist node name), its libp2p peer id and data port,
+// and a small digest of its version vector so that peers learn when someone
+// has something new. Anyone holding the gossip key can forge these hints, so
+// the agent must treat them as "worth a look", and authenticate the peer
+// over libp2p before trusting anything.
+//
+// Addresses: the agent has one public address, its libp2p listen HOST:PORT.
+// memberlist binds the same host at PORT+1 over TCP and UDP (see
+// GossipAddr), and Join takes the libp2p-style address of a peer.
+//
+// memberlist never re-probes a node that has been dead for longer than its
+// GossipToTheDeadTime, so two laptops separated for a while stay apart for
+// good. Membership therefore remembers every address it ever joined or saw
+// a member at, and RejoinAbsent joins the absent ones again. The package
+// starts no goroutines of its own (memberlist's internal ones aside): the
+// agent calls RejoinAbsent on its own timer.
+package membership

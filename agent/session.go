@@ -1,0 +1,352 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"io"
+	"sync"
+	"time"
+
+	"github.com/fieldsync/fieldsync/agent/store"
+	"github.com/fieldsync/fieldsync/agent/syncer"
+	"github.com/fieldsync/fieldsync/agent/transport"
+	"github.com/fieldsync/fieldsync/agent/wire"
+	"github.com/fieldsync/fieldsync/crdt"
+)
+
+// session runs one sync session with one peer over one stream: a writer loop
+// (this agent's goroutine) that sends hello and batches, and a reader loop
+// that ingests batches, acknowledges them and takes acks.
+type session struct {
+	a      *Agent
+	peer   transport.Peer
+	stream transport.Stream
+	out    *wire.Writer
+	in     *wire.Reader
+	wakeCh chan struct{}
+	done   chan struct{}
+	// acks carries acknowledgements from the reader to the writer loop, the
+	// only goroutine writing frames. The reader never blocks on the stream's
+	// write side, so two peers pushing at each other cannot deadlock on full
+	// flow-control windows.
+	acks chan *wire.Ack
+
+	mu    sync.Mutex // guards sm
+	sm    *syncer.Session
+	start time.Time
+}
+
+func (s *session) wake() {
+	select {
+	case s.wakeCh <- struct{}{}:
+	default:
+	}
+}
+
+// ensureSession opens a session to an admitted peer unless one runs, when
+// this side is the opener of the pair.
+func (a *Agent) ensureSession(peerID string) {
+	if a.host.PeerID() > peerID {
+		return
+	}
+	a.mu.Lock()
+	if _, ok := a.sessions[peerID]; ok {
+		a.mu.Unlock()
+		return
+	}
+	// Reserve the slot so concurrent callers do not open twice.
+	a.sessions[peerID] = nil
+	a.mu.Unlock()
+	a.wg.Add(1)
+	go func() {
+		defer a.wg.Done()
+		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+		st, err := a.host.Open(ctx, peerID, wire.Protocol)
+		cancel()
+		if err != nil {
+			a.mu.Lock()
+			delete(a.sessions, peerID)
+			a.mu.Unlock()
+			a.log.Debug("open sync session", "peer_id", peerID, "err", err)
+			return
+		}
+		peer, ok := a.admittedPeer(peerID)
+		if !ok {
+			st.Reset()
+			a.mu.Lock()
+			delete(a.sessions, peerID)
+			a.mu.Unlock()
+			return
+		}
+		a.runSession(peer, st)
+	}()
+}
+
+func (a *Agent) admittedPeer(peerID string) (transport.Peer, bool) {
+	for _, p := range a.host.Admitted() {
+		if p.PeerID == peerID {
+			return p, true
+		}
+	}
+	return transport.Peer{}, false
+}
+
+// acceptSession serves a session the peer opened. A newer session from the
+// same peer replaces an older one (the old stream may be half dead).
+func (a *Agent) acceptSession(p transport.Peer, st transport.Stream) {
+	a.mu.Lock()
+	old := a.sessions[p.PeerID]
+	a.sessions[p.PeerID] = nil
+	a.mu.Unlock()
+	if old != nil {
+		old.stream.Reset()
+		<-old.done
+	}
+	a.wg.Add(1)
+	defer a.wg.Done()
+	a.runSession(p, st)
+}
+
+func (a *Agent) runSession(p transport.Peer, st transport.Stream) {
+	s := &session{
+		a:      a,
+		peer:   p,
+		stream: st,
+		out:    wire.NewWriter(st),
+		in:     wire.NewReader(st),
+		wakeCh: make(chan struct{}, 1),
+		done:   make(chan struct{}),
+		acks:   make(chan *wire.Ack, 1024),
+		sm:     syncer.New(a.cfg.Sync),
+		start:  time.Now(),
+	}
+	a.mu.Lock()
+	select {
+	case <-a.stop:
+		a.mu.Unlock()
+		st.Reset()
+		return
+	default:
+	}
+	a.sessions[p.PeerID] = s
+	a.mu.Unlock()
+	defer func() {
+		a.mu.Lock()
+		if a.sessions[p.PeerID] == s {
+			delete(a.sessions, p.PeerID)
+		}
+		a.mu.Unlock()
+		close(s.done)
+	}()
+	log := a.log.With("peer", p.Name)
+	log.Debug("sync session started")
+	err := s.run()
+	st.Reset()
+	stats := s.sm.Stats()
+	attrs := []any{"sent_ops", stats.OpsSent, "received_ops", stats.OpsReceived,
+		"bytes_out", s.out.Bytes(), "bytes_in", s.in.Bytes(), "duration", time.Since(s.start).Round(time.Millisecond)}
+	if err != nil && !isClosed(err) {
+		log.Warn("sync session ended", append(attrs, "err", err)...)
+	} else {
+		log.Info("sync session ended", attrs...)
+	}
+}
+
+func isClosed(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, context.Canceled) || errors.Is(err, errStopping)
+}
+
+var errStopping = errors.New("agent stopping")
+
+// send writes a frame; only the writer loop calls it.
+func (s *session) send(m *wire.Message) error { return s.out.Write(m) }
+
+// flushAcks writes every queued acknowledgement.
+func (s *session) flushAcks() error {
+	for {
+		select {
+		case ack := <-s.acks:
+			if err := s.send(&wire.Message{Ack: ack}); err != nil {
+				return err
+			}
+		default:
+			return nil
+		}
+	}
+}
+
+// run sends hello, starts the reader and then pushes batches whenever the
+// peer lacks something, until the stream fails or the agent stops.
+func (s *session) run() error {
+	a := s.a
+	if err := s.send(&wire.Message{Hello: &wire.Hello{VV: a.store.VersionVector()}}); err != nil {
+		return err
+	}
+	readErr := make(chan error, 1)
+	go func() { readErr <- s.readLoop() }()
+	for {
+		if err := s.flushAcks(); err != nil {
+			return err
+		}
+		if err := s.pushReady(); err != nil {
+			return err
+		}
+		select {
+		case err := <-readErr:
+			return err
+		case <-a.stop:
+			return errStopping
+		case ack := <-s.acks:
+			if err := s.send(&wire.Message{Ack: ack}); err != nil {
+				return err
+			}
+		case <-s.wakeCh:
+		}
+	}
+}
+
+// pushReady sends batches while the plan has something and the window has
+// room.
+func (s *session) pushReady() error {
+	a := s.a
+	for {
+		s.mu.Lock()
+		plan := s.sm.Plan(a.store.VersionVector())
+		s.mu.Unlock()
+		if len(plan) == 0 {
+			return nil
+		}
+		batch := &wire.Batch{}
+		var ranges []crdt.Range
+		var creds []string
+		budget, bytes := a.cfg.Sync.MaxOps, 0
+		for _, r := range plan {
+			if budget <= 0 || bytes >= a.cfg.Sync.MaxBytes {
+				break
+			}
+			ops, err := a.store.ReadOps(r.Origin, r.From, min(budget, int(r.Len())), a.cfg.Sync.MaxBytes-bytes)
+			if err != nil {
+				return err
+			}
+			if len(ops) == 0 {
+				continue
+			}
+			s.mu.Lock()
+			needCred := s.sm.NeedsCredential(r.Origin)
+			s.mu.Unlock()
+			if needCred {
+				if _, raw, ok, err := a.store.Credential(r.Origin); err == nil && ok {
+					batch.Creds = append(batch.Creds, wire.Credential{Origin: r.Origin, Raw: raw})
+					creds = append(creds, r.Origin)
+				}
+			}
+			for _, op := range ops {
+				bytes += len(op.Body) + len(op.Sig)
+			}
+			batch.Ops = append(batch.Ops, ops...)
+			got := crdt.Range{Origin: r.Origin, From: r.From, To: r.From + uint64(len(ops)) - 1}
+			ranges = append(ranges, got)
+			batch.Ranges = append(batch.Ranges, wire.Range{Origin: got.Origin, From: got.From, To: got.To})
+			budget -= len(ops)
+		}
+		if len(ranges) == 0 {
+			return nil
+		}
+		s.mu.Lock()
+		batch.N = s.sm.Sent(ranges, len(batch.Ops), creds)
+		s.mu.Unlock()
+		if err := s.send(&wire.Message{Batch: batch}); err != nil {
+			return err
+		}
+		if err := s.flushAcks(); err != nil {
+			return err
+		}
+	}
+}
+
+// readLoop handles the peer's messages until the stream ends.
+func (s *session) readLoop() error {
+	a := s.a
+	for {
+		m, err := s.in.Read()
+		if err != nil {
+			return err
+		}
+		switch {
+		case m.Hello != nil:
+			s.mu.Lock()
+			s.sm.OnHello(m.Hello.VV)
+			s.mu.Unlock()
+			s.notePeerHolds()
+			s.wake()
+		case m.Batch != nil:
+			if err := s.ingest(m.Batch); err != nil {
+				return err
+			}
+		case m.Ack != nil:
+			s.mu.Lock()
+			refused := s.sm.OnAck(m.Ack.N, m.Ack.VV)
+			s.mu.Unlock()
+			for _, o := range refused {
+				a.log.Warn("peer refused ops; not offering that origin again this session", "peer", s.peer.Name, "origin", o)
+			}
+			s.notePeerHolds()
+			s.wake()
+		case m.Error != nil:
+			a.log.Warn("peer ended the sync session", "peer", s.peer.Name, "reason", m.Error.Reason)
+			return io.EOF
+		}
+	}
+}
+
+// ingest verifies and commits a batch, then acknowledges it: the ack goes
+// out only once the ops are durable here.
+func (s *session) ingest(b *wire.Batch) error {
+	a := s.a
+	for _, c := range b.Creds {
+		if err := a.acceptCredential(c.Origin, c.Raw); err != nil {
+			a.log.Warn("refused a relayed credential", "peer", s.peer.Name, "origin", c.Origin, "err", err)
+		}
+	}
+	dots := make([]crdt.Dot, 0, len(b.Ranges))
+	for _, r := range b.Ranges {
+		dots = append(dots, crdt.Dot{Origin: r.Origin, Seq: r.To})
+	}
+	s.mu.Lock()
+	s.sm.Received(dots, len(b.Ops))
+	s.mu.Unlock()
+	res, err := a.store.Ingest(b.Ops, a.cfg.Now().UnixMilli())
+	if err != nil {
+		return err
+	}
+	for _, r := range res.Refused {
+		a.log.Warn("refused op", "peer", s.peer.Name, "origin", r.Origin, "seq", r.Seq, "err", r.Err)
+	}
+	heads := map[string]uint64{}
+	for _, r := range b.Ranges {
+		heads[r.Origin] = a.store.Head(r.Origin).Seq
+	}
+	if len(res.Applied) > 0 {
+		a.changed()
+	}
+	select {
+	case s.acks <- &wire.Ack{N: b.N, VV: heads}:
+	case <-a.stop:
+		return errStopping
+	}
+	return nil
+}
+
+// notePeerHolds records how much of this device's own log the peer holds,
+// for the at-risk count.
+func (s *session) notePeerHolds() {
+	self := s.a.dev.ID()
+	s.mu.Lock()
+	held := s.sm.PeerHas()[self]
+	s.mu.Unlock()
+	if held > 0 {
+		if err := s.a.store.NotePeerHolds(s.peer.DeviceID, held); err != nil && !errors.Is(err, store.ErrClosed) {
+			s.a.log.Warn("record what a peer holds", "err", err)
+		}
+	}
+}

@@ -1,0 +1,175 @@
+package store
+
+import (
+	"bufio"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+
+	"github.com/fieldsync/fieldsync/crdt"
+)
+
+const (
+	benchOps   = 100_000
+	benchBatch = 256
+)
+
+// benchLog is one origin's log of benchOps dossier captures, signed, made
+// once per test binary.
+var benchLog = sync.OnceValue(func() []crdt.Signed {
+	return dossierLog(benchOps)
+})
+
+func dossierLog(n int) []crdt.Signed {
+	g := newSigner("benchdev", 7)
+	r := rand.New(rand.NewPCG(7, 7))
+	out := make([]crdt.Signed, n)
+	tb := &testing.B{}
+	for i := range out {
+		out[i] = g.next(tb, recordID("benchdev", i), crdt.KindCreate, plain(dossier(r, i)), baseWall+int64(i))
+	}
+	return out
+}
+
+// vmHWM returns the process's peak resident set size in bytes, from
+// /proc/self/status (0 where that is not available).
+func vmHWM() int64 {
+	f, err := os.Open("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if rest, ok := strings.CutPrefix(sc.Text(), "VmHWM:"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
+}
+
+// BenchmarkIngest ingests benchOps signed ~1 KB dossier ops of one origin
+// into a fresh store, in batches of benchBatch, and reports ops/s. Run it
+// beside BenchmarkRawBadgerBatch, the same bytes written straight to badger:
+//
+//	go test ./agent/store -run '^$' -bench 'Ingest|RawBadger' -benchtime 1x
+func BenchmarkIngest(b *testing.B) {
+	log := benchLog()
+	g := newSigner("benchdev", 7)
+	var total time.Duration
+	for i := 0; i < b.N; i++ {
+		dir := filepath.Join(b.TempDir(), fmt.Sprint(i))
+		s, err := Open(testOptions(dir))
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := s.PutCredential(g.origin, g.pub(), nil); err != nil {
+			b.Fatal(err)
+		}
+		start := time.Now()
+		for j := 0; j < len(log); j += benchBatch {
+			res, err := s.Ingest(log[j:min(j+benchBatch, len(log))], baseWall)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if len(res.Refused) > 0 {
+				b.Fatalf("refused: %s", refusalsString(res.Refused))
+			}
+		}
+		total += time.Since(start)
+		if h := s.Head(g.origin); h.Seq != benchOps {
+			b.Fatalf("head %d", h.Seq)
+		}
+		if err := s.Close(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(benchOps*b.N)/total.Seconds(), "ops/s")
+	b.ReportMetric(float64(vmHWM())/(1<<20), "peakRSS_MB")
+}
+
+// BenchmarkRawBadgerBatch writes what ingest writes per op (the envelope
+// under its log key, a record of the same size as the store's under its
+// record key) in transactions of benchBatch ops with SyncWrites: the
+// ceiling BenchmarkIngest is measured against. "tuned" uses the store's
+// options, "defaults" badger's own.
+func BenchmarkRawBadgerBatch(b *testing.B) {
+	log := benchLog()
+	envs := make([][]byte, len(log))
+	recs := make([][]byte, len(log))
+	for i, sg := range log {
+		envs[i], _ = crdt.Marshal(sg)
+		o, err := crdt.Open(sg)
+		if err != nil {
+			b.Fatal(err)
+		}
+		rec := crdt.NewRecord(o.Op.Record)
+		rec.Apply(o.Op, func(crdt.Dot) bool { return false })
+		recs[i], _ = crdt.Marshal(rec)
+	}
+	for _, mode := range []string{"tuned", "defaults"} {
+		b.Run(mode, func(b *testing.B) {
+			var total time.Duration
+			for i := 0; i < b.N; i++ {
+				dir := filepath.Join(b.TempDir(), fmt.Sprint(i))
+				bo := testOptions(dir).badgerOptions(nil)
+				if mode == "defaults" {
+					bo = badger.DefaultOptions(dir).WithSyncWrites(true).WithLogger(nil)
+				}
+				db, err := badger.Open(bo)
+				if err != nil {
+					b.Fatal(err)
+				}
+				start := time.Now()
+				for j := 0; j < len(log); j += benchBatch {
+					txn := db.NewTransaction(true)
+					for k := j; k < min(j+benchBatch, len(log)); k++ {
+						if err := txn.Set(opKey("benchdev", uint64(k+1)), envs[k]); err != nil {
+							b.Fatal(err)
+						}
+						if err := txn.Set(recordKey(recordID("benchdev", k)), recs[k]); err != nil {
+							b.Fatal(err)
+						}
+					}
+					if err := txn.Commit(); err != nil {
+						b.Fatal(err)
+					}
+				}
+				total += time.Since(start)
+				if err := db.Close(); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(benchOps*b.N)/total.Seconds(), "ops/s")
+		})
+	}
+}
+
+// BenchmarkWrite is the local write path: one op per transaction, each
+// durable on return, so it is bound by the fsync.
+func BenchmarkWrite(b *testing.B) {
+	s, _ := openTest(b, nil)
+	key := testKey(3)
+	r := rand.New(rand.NewPCG(3, 3))
+	vals := make([]map[string]string, 256)
+	for i := range vals {
+		vals[i] = dossier(r, i)
+	}
+	b.ResetTimer()
+	start := time.Now()
+	for i := 0; i < b.N; i++ {
+		if _, err := s.Write("me", key, recordID("me", i), crdt.KindCreate, vals[i%len(vals)], baseWall+int64(i)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "ops/s")
+}

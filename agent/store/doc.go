@@ -1,0 +1,32 @@
+// Package store owns the durable state of one device, kept in badger: every
+// origin's signed op log, the merged records and their indexes, the version
+// vector (one head per origin), the origins' credentials and a few counters
+// (records held, the hybrid logical clock, what peers are known to hold of
+// this device's own log).
+//
+// It is the on-disk mirror of [crdt.Replica]'s delivery: ops are applied per
+// origin in seq order, duplicates are skipped, and each op's record is merged
+// with [crdt.Record.Apply] against the version vector as it stood just before
+// that op. Unlike the in-memory replica it keeps no gap buffer: an op that
+// does not follow its origin's head is refused, and the sender resends from
+// the head later.
+//
+// # Durability
+//
+// Every write an op makes (its log entry, the record's new state, the
+// conflict index, its origin's head, the counters) goes into one badger
+// transaction, so an op is on disk whole or not at all. badger runs with
+// SyncWrites: a call that returns nil has made its data durable, and a crash
+// or power cut at any instant leaves a store that opens with every op that
+// was acknowledged. The in-memory copies (heads, clock, counters) change only
+// after a commit succeeds; after a failed commit the disk state is unknown,
+// so the store refuses further writes until it is reopened (see [ErrFailed]).
+//
+// # Concurrency
+//
+// Writes (Write, Ingest, PutCredential, NotePeerHolds) are serialised by one
+// mutex. Reads run concurrently with them on badger read transactions and see
+// only committed ops; VersionVector and Head read an in-memory copy.
+//
+// The key layout is documented in keys.go.
+package store

@@ -1,0 +1,93 @@
+package store
+
+import (
+	"encoding/binary"
+	"strings"
+
+	"github.com/fieldsync/fieldsync/crdt"
+)
+
+// Key layout. Every key starts with a one-byte prefix and a '/', so that each
+// kind of key is one contiguous range badger can scan. Sequence numbers are 8
+// bytes big-endian, so byte order is numeric order. Origin ids never contain
+// '/' (PutCredential and Write refuse them), so "o/<origin>/" is a prefix of
+// that origin's ops and of nothing else.
+//
+//	o/<origin>/<seq 8B>  CBOR crdt.Signed: the op envelope exactly as received
+//	                     (relays forward it byte for byte)
+//	h/<origin>           CBOR crdt.Head: seq and hash of the origin's last op;
+//	                     the set of heads is the version vector
+//	r/<record id>        CBOR crdt.Record: the merged state of the record
+//	x/c/<record id>      empty: the record has a field in conflict (written or
+//	                     deleted in the transaction that changes the record)
+//	c/<origin>           CBOR {1: ed25519 public key, 2: credential bytes};
+//	                     the credential is opaque to the store
+//	w/<seq 8B>           record id: a record this device created, by the seq
+//	                     of its own KindCreate op (for the "at risk" count)
+//	p/<peer device id>   8B: highest seq of this device's own log the peer is
+//	                     known to hold
+//	m/clock              CBOR crdt.Timestamp: last time issued or observed, so
+//	                     the hybrid logical clock survives restarts
+//	m/self               this device's own origin id
+//	m/records            8B: number of r/ keys, so counting is not a scan
+//	m/version            8B: layout version (layoutVersion)
+//
+// All writes of one op (o/, r/, x/c/, h/, w/, m/clock, m/records) are in one
+// transaction.
+const (
+	prefixOp       = "o/"
+	prefixHead     = "h/"
+	prefixRecord   = "r/"
+	prefixConflict = "x/c/"
+	prefixCred     = "c/"
+	prefixOwn      = "w/"
+	prefixPeer     = "p/"
+
+	keyClock   = "m/clock"
+	keySelf    = "m/self"
+	keyRecords = "m/records"
+	keyVersion = "m/version"
+
+	// layoutVersion is stored in m/version; a store written with another
+	// layout is refused at Open rather than misread.
+	layoutVersion = 1
+)
+
+func validOrigin(origin string) bool {
+	return origin != "" && len(origin) <= crdt.MaxOriginLen && !strings.Contains(origin, "/")
+}
+
+func opPrefix(origin string) []byte {
+	k := make([]byte, 0, len(prefixOp)+len(origin)+1+8)
+	k = append(k, prefixOp...)
+	k = append(k, origin...)
+	return append(k, '/')
+}
+
+func opKey(origin string, seq uint64) []byte {
+	return binary.BigEndian.AppendUint64(opPrefix(origin), seq)
+}
+
+func headKey(origin string) []byte { return []byte(prefixHead + origin) }
+
+func recordKey(id string) []byte { return []byte(prefixRecord + id) }
+
+func conflictKey(id string) []byte { return []byte(prefixConflict + id) }
+
+func credKey(origin string) []byte { return []byte(prefixCred + origin) }
+
+func ownKey(seq uint64) []byte {
+	return binary.BigEndian.AppendUint64([]byte(prefixOwn), seq)
+}
+
+func peerKey(peer string) []byte { return []byte(prefixPeer + peer) }
+
+func u64(v uint64) []byte { return binary.BigEndian.AppendUint64(nil, v) }
+
+// readU64 decodes an 8-byte counter; ok is false for any other length.
+func readU64(b []byte) (uint64, bool) {
+	if len(b) != 8 {
+		return 0, false
+	}
+	return binary.BigEndian.Uint64(b), true
+}

@@ -1,0 +1,119 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/fieldsync/fieldsync/agent"
+	"github.com/fieldsync/fieldsync/agent/identity"
+)
+
+// stringList is a repeatable string flag.
+type stringList []string
+
+func (s *stringList) String() string     { return strings.Join(*s, ",") }
+func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
+
+// daemonFlags are the flags shared by `agent` and `hub`.
+type daemonFlags struct {
+	cfg       agent.Config
+	noMDNS    bool
+	logLevel  string
+	logFormat string
+	join      stringList
+}
+
+func (d *daemonFlags) register(fs *flag.FlagSet, defaultMDNS bool) {
+	d.cfg = agent.DefaultConfig()
+	d.cfg.Version = version
+	fs.StringVar(&d.cfg.DataDir, "data", "", "device data directory made by `fieldsync device init` (required)")
+	fs.StringVar(&d.cfg.Listen, "listen", agent.DefaultListen, "data address HOST:PORT other agents --join; LAN gossip uses PORT+1")
+	fs.StringVar(&d.cfg.Advertise, "advertise", "", "HOST:PORT other agents should use to reach this one, if not --listen")
+	fs.StringVar(&d.cfg.API, "api", agent.DefaultAPI, "local HTTP API and web page address")
+	fs.Var(&d.join, "join", "another agent's --listen address (repeatable)")
+	fs.BoolVar(&d.noMDNS, "no-mdns", !defaultMDNS, "turn off LAN discovery by multicast DNS")
+	fs.DurationVar(&d.cfg.SafetyInterval, "safety-interval", d.cfg.SafetyInterval, "period of the safety pass that re-checks peers and sessions")
+	fs.StringVar(&d.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&d.logFormat, "log-format", "text", "text or json")
+}
+
+func (d *daemonFlags) logger(stderr io.Writer) (*slog.Logger, error) {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(d.logLevel)); err != nil {
+		return nil, usageError{fmt.Errorf("--log-level %q: want debug, info, warn or error", d.logLevel)}
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	switch d.logFormat {
+	case "text":
+		return slog.New(slog.NewTextHandler(stderr, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(stderr, opts)), nil
+	}
+	return nil, usageError{fmt.Errorf("--log-format %q: want text or json", d.logFormat)}
+}
+
+const agentUsage = `fieldsync agent --data DATADIR [--listen HOST:PORT] [--api HOST:PORT] [--join HOST:PORT]... [--no-mdns]
+
+Chạy tác tử đồng bộ trên máy này / Run the sync agent on this laptop.
+Laptops on the same network find each other (mDNS) and exchange every dossier;
+--join names another agent directly where multicast does not work.
+`
+
+func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	return runDaemon(ctx, "agent", agentUsage, args, stdout, stderr, "")
+}
+
+const hubUsage = `fieldsync hub --data HUBDIR [--listen HOST:PORT] [--api HOST:PORT]
+
+Chạy máy chủ trung tâm / Run the upstream hub (a device provisioned with --role hub).
+`
+
+func runHub(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	return runDaemon(ctx, "hub", hubUsage, args, stdout, stderr, identity.RoleHub)
+}
+
+func runDaemon(ctx context.Context, name, usage string, args []string, stdout, stderr io.Writer, needRole identity.Role) error {
+	fs := newFlagSet(name, usage, stdout)
+	var d daemonFlags
+	d.register(fs, true)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usageError{fmt.Errorf("unexpected argument %q", fs.Arg(0))}
+	}
+	if d.cfg.DataDir == "" {
+		return usageError{errors.New("--data DATADIR is required (thư mục dữ liệu của thiết bị)")}
+	}
+	log, err := d.logger(stderr)
+	if err != nil {
+		return err
+	}
+	d.cfg.Logger = log
+	d.cfg.MDNS = !d.noMDNS
+	d.cfg.Join = d.join
+	if needRole != "" {
+		dev, err := identity.LoadDevice(d.cfg.DataDir)
+		if err != nil {
+			return err
+		}
+		if dev.Credential.Role != needRole {
+			return fmt.Errorf("device %q has role %s; `fieldsync %s` needs a device provisioned with --role %s", dev.Name(), dev.Credential.Role, name, needRole)
+		}
+	}
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	a, err := agent.New(d.cfg)
+	if err != nil {
+		return err
+	}
+	return a.Run(ctx)
+}

@@ -1,0 +1,115 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/fieldsync/fieldsync/agent/identity"
+)
+
+const deviceUsage = `fieldsync device init --authority DIR --name NAME --data DATADIR [--role field|hub|admin] [--valid-days N] [--json]
+
+Cấp danh tính cho một máy / Provision a laptop (or the hub) into the deployment:
+writes its key and credential into DATADIR, which then goes to that laptop.
+Run it on the administrator's machine, where the authority directory is.
+`
+
+// runDevice dispatches `device init`.
+func runDevice(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	sub, rest := "", args
+	if len(args) > 0 {
+		sub, rest = args[0], args[1:]
+	}
+	switch sub {
+	case "init":
+		return runDeviceInit(ctx, rest, stdout, stderr)
+	case "-h", "-help", "--help", "help":
+		fmt.Fprint(stdout, deviceUsage)
+		return nil
+	case "":
+		return usageError{errors.New("device needs a sub-command: init")}
+	}
+	return usageError{fmt.Errorf("unknown device sub-command %q: want init", sub)}
+}
+
+// deviceInfo is what `device init --json` prints.
+type deviceInfo struct {
+	DeviceID   string    `json:"device_id"`
+	Name       string    `json:"name"`
+	Role       string    `json:"role"`
+	Deployment string    `json:"deployment"`
+	DataDir    string    `json:"data_dir"`
+	IssuedAt   time.Time `json:"issued_at"`
+	Expires    time.Time `json:"expires"`
+}
+
+func runDeviceInit(_ context.Context, args []string, stdout, _ io.Writer) error {
+	fs := newFlagSet("device init", deviceUsage, stdout)
+	authDir := fs.String("authority", "", "the deployment's authority directory (required) (thư mục khóa gốc)")
+	name := fs.String("name", "", "device name shown to officers, e.g. laptop-a (required) (tên máy)")
+	dataDir := fs.String("data", "", "data directory to create for the device (required) (thư mục dữ liệu)")
+	roleName := fs.String("role", "field", "field, hub or admin (vai trò)")
+	validDays := fs.Int("valid-days", 365, "days the credential stays valid (số ngày hiệu lực)")
+	asJSON := fs.Bool("json", false, "print the result as JSON")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if err := noArgs(fs); err != nil {
+		return err
+	}
+	switch {
+	case *authDir == "":
+		return usageError{errors.New("--authority DIR is required (cần thư mục khóa gốc)")}
+	case *name == "":
+		return usageError{errors.New("--name NAME is required (cần tên máy)")}
+	case *dataDir == "":
+		return usageError{errors.New("--data DATADIR is required (cần thư mục dữ liệu)")}
+	case *validDays < 1 || *validDays > 100*365:
+		return usageError{fmt.Errorf("--valid-days %d: want 1 to %d days (số ngày không hợp lệ)", *validDays, 100*365)}
+	}
+	role, err := identity.ParseRole(*roleName)
+	if err != nil {
+		return usageError{err}
+	}
+	a, err := identity.LoadAuthority(*authDir)
+	if err != nil {
+		return err
+	}
+	validity := time.Duration(*validDays) * 24 * time.Hour
+	d, err := identity.InitDevice(a, *dataDir, *name, role, time.Now(), validity, rand.Reader)
+	if err != nil {
+		return err
+	}
+	info := deviceInfo{
+		DeviceID:   d.ID(),
+		Name:       d.Credential.Name,
+		Role:       string(d.Credential.Role),
+		Deployment: d.Credential.Deployment,
+		DataDir:    *dataDir,
+		IssuedAt:   time.Unix(d.Credential.IssuedAt, 0).UTC(),
+		Expires:    time.Unix(d.Credential.Expires, 0).UTC(),
+	}
+	if *asJSON {
+		return writeJSON(stdout, info)
+	}
+	daemon := "agent"
+	if role == identity.RoleHub {
+		daemon = "hub"
+	}
+	_, err = fmt.Fprintf(stdout, `Đã cấp danh tính / Device provisioned in %s
+  Tên / Name:              %s
+  Mã thiết bị / Device ID: %s
+  Vai trò / Role:          %s
+  Triển khai / Deployment: %s
+  Hết hạn / Expires:       %s
+
+Chép thư mục này sang máy đó rồi chạy / Copy this directory to that machine, then run:
+  fieldsync %s --data %s
+`, info.DataDir, clean(info.Name), info.DeviceID, info.Role, info.Deployment,
+		info.Expires.Format("2006-01-02 15:04 UTC"), daemon, info.DataDir)
+	return err
+}

@@ -1,0 +1,94 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"maps"
+	"slices"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/fieldsync/fieldsync/agent/api"
+)
+
+const statusUsage = `fieldsync status [--api HOST:PORT] [--json]
+
+Trạng thái của tác tử / The agent's status: this device, its peers, how many
+dossiers it holds, and how many of its own dossiers exist only on this laptop.
+`
+
+func runStatus(ctx context.Context, args []string, stdout, _ io.Writer) error {
+	fs := newFlagSet("status", statusUsage, stdout)
+	addr := apiFlag(fs)
+	asJSON := fs.Bool("json", false, "print the status as JSON")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if err := noArgs(fs); err != nil {
+		return err
+	}
+	st, err := api.NewClient(*addr).Status(ctx)
+	if err != nil {
+		return explain(err)
+	}
+	if *asJSON {
+		if st.Peers == nil {
+			st.Peers = []api.Peer{}
+		}
+		if st.Listen == nil {
+			st.Listen = []string{}
+		}
+		if st.VersionVector == nil {
+			st.VersionVector = map[string]uint64{}
+		}
+		return writeJSON(stdout, st)
+	}
+	return printStatus(stdout, st)
+}
+
+func printStatus(w io.Writer, st api.Status) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "Thiết bị / Device:\t%s (%s)\n", orDash(st.Device), orDash(st.DeviceID))
+	fmt.Fprintf(tw, "Vai trò / Role:\t%s\n", orDash(st.Role))
+	fmt.Fprintf(tw, "Triển khai / Deployment:\t%s\n", orDash(st.Deployment))
+	fmt.Fprintf(tw, "Lắng nghe / Listening:\t%s\n", orDash(clean(strings.Join(st.Listen, ", "))))
+	fmt.Fprintf(tw, "Phiên bản / Version:\t%s\n", orDash(st.Version))
+	fmt.Fprintf(tw, "Hồ sơ / Dossiers:\t%d\n", st.Records)
+	fmt.Fprintf(tw, "Xung đột / Conflicts:\t%d\n", st.Conflicts)
+	fmt.Fprintf(tw, "Chỉ có trên máy này / Only on this laptop:\t%d\n", st.AtRisk)
+	fmt.Fprintf(tw, "Đã có ở máy khác / Held elsewhere:\t%d\n", st.Held)
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if st.AtRisk > 0 {
+		fmt.Fprintf(w, "  (%d hồ sơ của máy này sẽ mất nếu mất máy; hãy đồng bộ / %d of this laptop's dossiers would be lost with it: sync them)\n",
+			st.AtRisk, st.AtRisk)
+	}
+
+	fmt.Fprintf(w, "\nMáy ngang hàng / Peers (%d):\n", len(st.Peers))
+	if len(st.Peers) > 0 {
+		tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "  TÊN / NAME\tVAI TRÒ / ROLE\tĐỊA CHỈ / ADDRESS\tKẾT NỐI / CONNECTED\tĐỒNG BỘ / SYNCING")
+		for _, p := range st.Peers {
+			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\n", orDash(p.Name), orDash(p.Role), orDash(p.Addr), yesNo(p.Connected), yesNo(p.Syncing))
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+	}
+
+	fmt.Fprintf(w, "\nVéc-tơ phiên bản / Version vector (%d):\n", len(st.VersionVector))
+	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	for _, origin := range slices.Sorted(maps.Keys(st.VersionVector)) {
+		fmt.Fprintf(tw, "  %s\t%d\n", clean(origin), st.VersionVector[origin])
+	}
+	return tw.Flush()
+}
+
+func yesNo(b bool) string {
+	if b {
+		return "có / yes"
+	}
+	return "không / no"
+}

@@ -1,0 +1,311 @@
+// Package harness runs real fieldsync agent processes on this machine for
+// the end-to-end tests, `make demo` and `make bench`: it provisions a
+// deployment with the real binary, starts agents on 127.0.0.1 with free
+// ports and mDNS off (multicast would leave through the real network card),
+// talks to them through their HTTP API, and cleans every process up.
+package harness
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/fieldsync/fieldsync/agent/api"
+)
+
+// Build compiles the fieldsync binary into dir and returns its path.
+func Build(dir string) (string, error) {
+	bin := filepath.Join(dir, "fieldsync")
+	cmd := exec.Command("go", "build", "-o", bin, "github.com/fieldsync/fieldsync/cmd/fieldsync")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("build fieldsync: %w\n%s", err, out)
+	}
+	return bin, nil
+}
+
+// Cluster is one deployment on this machine: an authority and agents.
+type Cluster struct {
+	Bin       string
+	Dir       string
+	Authority string
+	// LogTo, if set, receives every agent's log lines, prefixed with its name.
+	LogTo io.Writer
+
+	mu     sync.Mutex
+	agents []*Agent
+}
+
+// NewCluster creates a deployment (its authority) under dir.
+func NewCluster(bin, dir string) (*Cluster, error) {
+	c := &Cluster{Bin: bin, Dir: dir, Authority: filepath.Join(dir, "authority")}
+	if out, err := c.Run("authority", "init", "--dir", c.Authority); err != nil {
+		return nil, fmt.Errorf("authority init: %w\n%s", err, out)
+	}
+	return c, nil
+}
+
+// Run runs the binary with args and returns its combined output.
+func (c *Cluster) Run(args ...string) ([]byte, error) {
+	cmd := exec.Command(c.Bin, args...)
+	return cmd.CombinedOutput()
+}
+
+// Agent is one agent process (possibly stopped).
+type Agent struct {
+	Name   string
+	Data   string
+	Listen string
+	API    string
+	Role   string
+	Extra  []string
+	Client *api.Client
+
+	c    *Cluster
+	cmd  *exec.Cmd
+	log  *lockedBuffer
+	done chan struct{}
+}
+
+// Provision creates a device of this deployment (not started).
+func (c *Cluster) Provision(name, role string) (*Agent, error) {
+	data := filepath.Join(c.Dir, name)
+	if out, err := c.Run("device", "init", "--authority", c.Authority, "--name", name, "--data", data, "--role", role); err != nil {
+		return nil, fmt.Errorf("device init %s: %w\n%s", name, err, out)
+	}
+	listen, err := FreePortPair()
+	if err != nil {
+		return nil, err
+	}
+	apiPort, err := FreePort()
+	if err != nil {
+		return nil, err
+	}
+	a := &Agent{Name: name, Data: data, Role: role, c: c,
+		Listen: net.JoinHostPort("127.0.0.1", strconv.Itoa(listen)),
+		API:    net.JoinHostPort("127.0.0.1", strconv.Itoa(apiPort)),
+		log:    &lockedBuffer{}}
+	a.Client = api.NewClient(a.API)
+	c.mu.Lock()
+	c.agents = append(c.agents, a)
+	c.mu.Unlock()
+	return a, nil
+}
+
+// Start starts the agent process with extra flags (e.g. --join) and waits
+// until its API answers.
+func (a *Agent) Start(extra ...string) error {
+	sub := "agent"
+	if a.Role == "hub" {
+		sub = "hub"
+	}
+	args := []string{sub, "--data", a.Data, "--listen", a.Listen, "--api", a.API, "--no-mdns", "--safety-interval", "2s"}
+	args = append(args, a.Extra...)
+	args = append(args, extra...)
+	a.cmd = exec.Command(a.c.Bin, args...)
+	var w io.Writer = a.log
+	if a.c.LogTo != nil {
+		w = io.MultiWriter(a.log, &prefixWriter{prefix: "    [" + a.Name + "] ", w: a.c.LogTo})
+	}
+	a.cmd.Stdout = w
+	a.cmd.Stderr = w
+	a.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := a.cmd.Start(); err != nil {
+		return fmt.Errorf("start %s: %w", a.Name, err)
+	}
+	a.done = make(chan struct{})
+	go func(cmd *exec.Cmd, done chan struct{}) { cmd.Wait(); close(done) }(a.cmd, a.done)
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		_, err := a.Client.Status(ctx)
+		cancel()
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-a.done:
+			return fmt.Errorf("agent %s exited at start:\n%s", a.Name, a.log.String())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	a.Kill()
+	return fmt.Errorf("agent %s did not answer within 20s:\n%s", a.Name, a.log.String())
+}
+
+// Running reports whether the process is alive.
+func (a *Agent) Running() bool {
+	if a.done == nil {
+		return false
+	}
+	select {
+	case <-a.done:
+		return false
+	default:
+		return true
+	}
+}
+
+// Stop ends the agent gracefully (SIGTERM) and waits.
+func (a *Agent) Stop() error {
+	if !a.Running() {
+		return nil
+	}
+	a.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-a.done:
+		return nil
+	case <-time.After(15 * time.Second):
+		a.Kill()
+		return fmt.Errorf("agent %s did not stop within 15s", a.Name)
+	}
+}
+
+// Kill ends the agent at once (SIGKILL: a power cut as far as the store can
+// tell) and waits.
+func (a *Agent) Kill() {
+	if !a.Running() {
+		return
+	}
+	a.cmd.Process.Kill()
+	<-a.done
+}
+
+// Pid is the process id of the running agent.
+func (a *Agent) Pid() int { return a.cmd.Process.Pid }
+
+// Log returns everything the agent logged so far.
+func (a *Agent) Log() string { return a.log.String() }
+
+// Close kills every agent of the cluster.
+func (c *Cluster) Close() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, a := range c.agents {
+		a.Kill()
+	}
+}
+
+// WaitFor polls cond every 50 ms until it returns true or the timeout ends.
+func WaitFor(timeout time.Duration, cond func() (bool, error)) error {
+	deadline := time.Now().Add(timeout)
+	var last error
+	for {
+		ok, err := cond()
+		if ok {
+			return nil
+		}
+		if err != nil {
+			last = err
+		}
+		if time.Now().After(deadline) {
+			if last != nil {
+				return fmt.Errorf("timed out after %s: %w", timeout, last)
+			}
+			return fmt.Errorf("timed out after %s", timeout)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// FreePort returns a TCP port free on 127.0.0.1 now.
+func FreePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+var portMu sync.Mutex
+var nextPort = 20000 + os.Getpid()%20000
+
+// FreePortPair returns a port P such that P and P+1 are free for TCP and UDP
+// on 127.0.0.1 (the data port and the derived gossip port).
+func FreePortPair() (int, error) {
+	portMu.Lock()
+	defer portMu.Unlock()
+	for tries := 0; tries < 2000; tries++ {
+		p := nextPort
+		nextPort += 2
+		if nextPort > 60000 {
+			nextPort = 20000
+		}
+		if portFree(p) && portFree(p+1) {
+			return p, nil
+		}
+	}
+	return 0, errors.New("no free port pair on 127.0.0.1")
+}
+
+func portFree(p int) bool {
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(p))
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return false
+	}
+	l.Close()
+	u, err := net.ListenPacket("udp", addr)
+	if err != nil {
+		return false
+	}
+	u.Close()
+	return true
+}
+
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// prefixWriter prefixes every line written through it.
+type prefixWriter struct {
+	mu     sync.Mutex
+	prefix string
+	w      io.Writer
+	rest   []byte
+}
+
+func (p *prefixWriter) Write(b []byte) (int, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.rest = append(p.rest, b...)
+	for {
+		i := bytes.IndexByte(p.rest, '\n')
+		if i < 0 {
+			return len(b), nil
+		}
+		fmt.Fprintf(p.w, "%s%s\n", p.prefix, p.rest[:i])
+		p.rest = p.rest[i+1:]
+	}
+}
+
+// Agents returns the cluster's agents.
+func (c *Cluster) Agents() []*Agent {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Clone(c.agents)
+}
