@@ -112,6 +112,7 @@ func (b backend) Status(_ context.Context) (api.Status, error) {
 		Conflicts:     conflicts,
 		Version:       a.cfg.Version,
 	}
+	st.WireBytesIn, st.WireBytesOut = a.host.WireBytes()
 	if st.Listen == nil {
 		st.Listen = []string{}
 	}
@@ -126,8 +127,12 @@ func (a *Agent) peers() []api.Peer {
 		s, syncing := a.sessions[p.PeerID]
 		info := a.names[p.DeviceID]
 		a.mu.Unlock()
-		byID[p.DeviceID] = &api.Peer{Name: p.Name, DeviceID: p.DeviceID, Role: string(info.Role), Addr: p.Addr,
+		peer := &api.Peer{Name: p.Name, DeviceID: p.DeviceID, Role: string(info.Role), Addr: p.Addr,
 			Connected: true, Syncing: syncing && s != nil}
+		if s != nil {
+			peer.Session = s.view()
+		}
+		byID[p.DeviceID] = peer
 	}
 	for _, m := range a.members.Members() {
 		if _, ok := byID[m.DeviceID]; ok {

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/fieldsync/fieldsync/agent/api"
 	"github.com/fieldsync/fieldsync/agent/store"
 	"github.com/fieldsync/fieldsync/agent/syncer"
 	"github.com/fieldsync/fieldsync/agent/transport"
@@ -349,4 +350,15 @@ func (s *session) notePeerHolds() {
 			s.a.log.Warn("record what a peer holds", "err", err)
 		}
 	}
+}
+
+// view reports the session's counters for status.
+func (s *session) view() *api.Session {
+	s.mu.Lock()
+	st := s.sm.Stats()
+	inSync := s.sm.InSync(s.a.store.VersionVector())
+	s.mu.Unlock()
+	return &api.Session{InSync: inSync, OpsSent: st.OpsSent, OpsReceived: st.OpsReceived,
+		BytesOut: s.out.Bytes(), BytesIn: s.in.Bytes(), RoundTrips: st.Flights,
+		Messages: s.out.Frames() + s.in.Frames(), Started: s.start.UTC()}
 }

@@ -40,6 +40,25 @@ type Peer struct {
 	Addr      string `json:"addr,omitempty"`
 	Connected bool   `json:"connected"`
 	Syncing   bool   `json:"syncing"`
+	// Session describes the live sync session with the peer, if any.
+	Session *Session `json:"session,omitempty"`
+}
+
+// Session is a live sync session's counters, for operators and benchmarks.
+type Session struct {
+	// InSync: the peer holds everything this agent holds, nothing in flight.
+	InSync      bool   `json:"in_sync"`
+	OpsSent     uint64 `json:"ops_sent"`
+	OpsReceived uint64 `json:"ops_received"`
+	// BytesOut and BytesIn count the sync protocol's frames on the stream.
+	BytesOut uint64 `json:"bytes_out"`
+	BytesIn  uint64 `json:"bytes_in"`
+	// RoundTrips: one for the hello exchange, plus one each time the sender
+	// had to wait for an acknowledgement before sending more.
+	RoundTrips uint64 `json:"round_trips"`
+	// Messages counts frames both ways.
+	Messages uint64    `json:"messages"`
+	Started  time.Time `json:"started"`
 }
 
 // Status is the agent's state as shown by GET /v1/status.
@@ -60,6 +79,10 @@ type Status struct {
 	Held      int    `json:"held_elsewhere"`
 	Conflicts int    `json:"conflicts"`
 	Version   string `json:"version"`
+	// WireBytesIn and WireBytesOut count raw TCP bytes of data connections
+	// (Noise and multiplexing included) since the agent started.
+	WireBytesIn  uint64 `json:"wire_bytes_in"`
+	WireBytesOut uint64 `json:"wire_bytes_out"`
 }
 
 // Backend is what the server needs from the agent.

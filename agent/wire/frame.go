@@ -5,14 +5,16 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
+	"sync/atomic"
 )
 
 // Writer writes length-prefixed frames. Not safe for concurrent use: the
 // caller serialises writes to one stream.
 type Writer struct {
-	w   *bufio.Writer
-	buf [4]byte
-	n   uint64
+	w      *bufio.Writer
+	buf    [4]byte
+	n      atomic.Uint64
+	frames atomic.Uint64
 }
 
 // NewWriter returns a frame writer on w.
@@ -34,18 +36,24 @@ func (fw *Writer) Write(m *Message) error {
 	if _, err := fw.w.Write(data); err != nil {
 		return err
 	}
-	fw.n += uint64(4 + len(data))
+	fw.n.Add(uint64(4 + len(data)))
+	fw.frames.Add(1)
 	return fw.w.Flush()
 }
 
-// Bytes is the number of bytes written so far.
-func (fw *Writer) Bytes() uint64 { return fw.n }
+// Bytes is the number of bytes written so far. Safe to call concurrently
+// with Write.
+func (fw *Writer) Bytes() uint64 { return fw.n.Load() }
+
+// Frames is the number of frames written so far.
+func (fw *Writer) Frames() uint64 { return fw.frames.Load() }
 
 // Reader reads length-prefixed frames.
 type Reader struct {
-	r   *bufio.Reader
-	buf []byte
-	n   uint64
+	r      *bufio.Reader
+	buf    []byte
+	n      atomic.Uint64
+	frames atomic.Uint64
 }
 
 // NewReader returns a frame reader on r.
@@ -69,10 +77,15 @@ func (fr *Reader) Read() (*Message, error) {
 	if _, err := io.ReadFull(fr.r, buf); err != nil {
 		return nil, fmt.Errorf("read frame: %w", err)
 	}
-	fr.n += uint64(4 + size)
+	fr.n.Add(uint64(4 + size))
+	fr.frames.Add(1)
 	// Decoded byte strings are copies, so the buffer can be reused.
 	return Decode(buf)
 }
 
-// Bytes is the number of bytes read so far.
-func (fr *Reader) Bytes() uint64 { return fr.n }
+// Bytes is the number of bytes read so far. Safe to call concurrently with
+// Read.
+func (fr *Reader) Bytes() uint64 { return fr.n.Load() }
+
+// Frames is the number of frames read so far.
+func (fr *Reader) Frames() uint64 { return fr.frames.Load() }

@@ -1,0 +1,321 @@
+// Command bench measures fieldsync with real agent processes on loopback and
+// prints each figure beside the limit it is measured against on this machine
+// in the same run, plus one `BENCH <name> <value> <unit>` line per figure for
+// scripts. `make bench` runs it.
+//
+// Figures:
+//   - sync_dossiers_per_s: dossiers per second to sync N (~1 KB each) from one
+//     agent to an empty other, durable and verified on arrival;
+//   - wire_ratio: raw TCP bytes on the wire (Noise and yamux included, both
+//     directions) divided by the bytes of the signed ops sent;
+//   - reconcile_bytes, reconcile_round_trips: what two agents that already
+//     agree spend on a new sync session;
+//   - agent_rss_mb: peak resident memory of the receiving agent process.
+package main
+
+import (
+	"context"
+	"crypto/ed25519"
+	"flag"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/fieldsync/fieldsync/agent/api"
+	"github.com/fieldsync/fieldsync/agent/identity"
+	"github.com/fieldsync/fieldsync/agent/store"
+	"github.com/fieldsync/fieldsync/cmd/internal/harness"
+	"github.com/fieldsync/fieldsync/crdt"
+)
+
+type options struct {
+	bin  string
+	n    int
+	keep bool
+}
+
+func main() {
+	var o options
+	flag.StringVar(&o.bin, "bin", "bin/fieldsync", "the fieldsync binary to measure")
+	flag.IntVar(&o.n, "n", 100_000, "dossiers to sync")
+	flag.BoolVar(&o.keep, "keep", false, "keep the temporary directory")
+	flag.Parse()
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, o); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+type figure struct {
+	name, unit string
+	value      float64
+	limit      string
+}
+
+func run(ctx context.Context, o options) error {
+	dir, err := os.MkdirTemp("", "fieldsync-bench")
+	if err != nil {
+		return err
+	}
+	if !o.keep {
+		defer os.RemoveAll(dir)
+	}
+	bin, err := filepath.Abs(o.bin)
+	if err != nil {
+		return err
+	}
+	c, err := harness.NewCluster(bin, dir)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	go func() { <-ctx.Done(); c.Close() }()
+
+	fmt.Printf("fieldsync bench: %d dossiers, %d CPUs, %s\n\n", o.n, runtime.NumCPU(), runtime.Version())
+	sender, err := c.Provision("sender", "field")
+	if err != nil {
+		return err
+	}
+	receiver, err := c.Provision("receiver", "field")
+	if err != nil {
+		return err
+	}
+	dev, err := identity.LoadDevice(sender.Data)
+	if err != nil {
+		return err
+	}
+
+	fmt.Printf("generating %d signed dossier ops (~1 KB each)...\n", o.n)
+	ops, opBytes, err := generate(dev, o.n)
+	if err != nil {
+		return err
+	}
+
+	// Limit 1: signature verification, one core.
+	verifyPerS := verifyRate(dev, ops)
+	// Limit 2: the store's own durable, verified, batched ingest, in process
+	// (no network): the sender's store is loaded this way.
+	fmt.Printf("loading the sender's store in process...\n")
+	ingestPerS, err := preload(sender.Data, dev, ops)
+	if err != nil {
+		return err
+	}
+
+	if err := sender.Start(); err != nil {
+		return err
+	}
+	fmt.Printf("syncing %d dossiers from sender to an empty receiver...\n", o.n)
+	t0 := time.Now()
+	if err := receiver.Start("--join", sender.Listen); err != nil {
+		return err
+	}
+	peakSender := 0.0
+	if err := harness.WaitFor(10*time.Minute, func() (bool, error) {
+		if ctx.Err() != nil {
+			return false, ctx.Err()
+		}
+		peakSender = max(peakSender, rssMB(sender.Pid(), "VmRSS"))
+		st, err := receiver.Client.Status(ctx)
+		if err != nil {
+			return false, err
+		}
+		return st.VersionVector[dev.ID()] == uint64(o.n), nil
+	}); err != nil {
+		return fmt.Errorf("receiver did not catch up: %w", err)
+	}
+	elapsed := time.Since(t0)
+	syncPerS := float64(o.n) / elapsed.Seconds()
+	rst, err := receiver.Client.Status(ctx)
+	if err != nil {
+		return err
+	}
+	if rst.Records != o.n {
+		return fmt.Errorf("receiver holds %d records, want %d", rst.Records, o.n)
+	}
+	wire := float64(rst.WireBytesIn + rst.WireBytesOut)
+	ratio := wire / float64(opBytes)
+	rss := rssMB(receiver.Pid(), "VmHWM")
+	rssNow := fmt.Sprintf("now %.0f MB: %.0f MB heap and other anonymous, %.0f MB mapped files",
+		rssMB(receiver.Pid(), "VmRSS"), rssMB(receiver.Pid(), "RssAnon"), rssMB(receiver.Pid(), "RssFile"))
+	peakSender = max(peakSender, rssMB(sender.Pid(), "VmHWM"))
+
+	// Reconcile two agents that agree: restart the receiver and read the
+	// new session's counters once it is in sync.
+	if err := receiver.Stop(); err != nil {
+		return err
+	}
+	if err := receiver.Start("--join", sender.Listen); err != nil {
+		return err
+	}
+	var sess *api.Session
+	var reconnectWire uint64
+	if err := harness.WaitFor(60*time.Second, func() (bool, error) {
+		st, err := receiver.Client.Status(ctx)
+		if err != nil {
+			return false, err
+		}
+		for _, p := range st.Peers {
+			if p.Name == "sender" && p.Session != nil && p.Session.InSync && p.Session.RoundTrips > 0 {
+				sess = p.Session
+				reconnectWire = st.WireBytesIn + st.WireBytesOut
+				return true, nil
+			}
+		}
+		return false, nil
+	}); err != nil {
+		return fmt.Errorf("reconcile: %w", err)
+	}
+	reconcileBytes := sess.BytesIn + sess.BytesOut
+
+	figs := []figure{
+		{"sync_dossiers_per_s", "dossiers/s", syncPerS,
+			fmt.Sprintf("%.0f%% of in-process verified durable ingest (%.0f/s); one core verifies %.0f signatures/s (bar: 10000/s)",
+				100*syncPerS/ingestPerS, ingestPerS, verifyPerS)},
+		{"store_ingest_per_s", "dossiers/s", ingestPerS, "the store's own batched ingest, durable and verified, no network"},
+		{"verify_per_s", "signatures/s", verifyPerS, "ed25519 verification on one core: what verifying every op would cap"},
+		{"sync_seconds", "s", elapsed.Seconds(), "wall time from starting the receiver to holding every dossier"},
+		{"wire_ratio", "x", ratio, fmt.Sprintf("%d wire bytes / %d bytes of signed ops (1.0 = no overhead; bar: 1.3)", int64(wire), opBytes)},
+		{"reconcile_bytes", "bytes", float64(reconcileBytes), fmt.Sprintf("sync-protocol bytes both ways for %d dossiers in agreement (%d origin(s); bar: 4 KB); the whole reconnection incl. Noise and libp2p setup: %d bytes", o.n, len(rst.VersionVector), reconnectWire)},
+		{"reconcile_round_trips", "round_trips", float64(sess.RoundTrips), fmt.Sprintf("%d frames in all (bar: 1)", sess.Messages)},
+		{"agent_rss_mb", "MB", rss, fmt.Sprintf("peak resident memory of the receiving agent holding %d dossiers (bar: 200 MB); %s", o.n, rssNow)},
+		{"sender_rss_mb", "MB", peakSender, "peak resident memory of the sending agent"},
+	}
+	fmt.Println()
+	for _, f := range figs {
+		fmt.Printf("%-24s %14s %-12s %s\n", f.name, format(f.value), f.unit, f.limit)
+	}
+	fmt.Println()
+	for _, f := range figs {
+		fmt.Printf("BENCH %s %s %s\n", f.name, format(f.value), strings.ReplaceAll(f.unit, " ", "_"))
+	}
+	return nil
+}
+
+func format(v float64) string {
+	if v == float64(int64(v)) {
+		return strconv.FormatInt(int64(v), 10)
+	}
+	if v >= 100 {
+		return strconv.FormatFloat(v, 'f', 0, 64)
+	}
+	return strconv.FormatFloat(v, 'f', 3, 64)
+}
+
+var (
+	surnames = []string{"Giàng", "Vừ", "Thò", "Lò", "Sùng", "Nguyễn", "Hoàng", "Lý", "Triệu", "Mùa", "Cầm", "Lương"}
+	middles  = []string{"Thị", "Văn", "Mí", "Seo", "A", "Thị Hồng", "Đức"}
+	givens   = []string{"Mỷ", "Chứ", "Súng", "Páo", "Dính", "Nhung", "Thào", "Pà", "Sính", "Lềnh", "Dế", "Chơ"}
+	communes = []string{"Pả Vi", "Khâu Vai", "Vạn Thạnh", "Tủa Chùa", "Thường Xuân", "Ngọc Lâm"}
+	ethnic   = []string{"Mông", "Thái", "Dao", "Kinh", "Tày", "Giáy"}
+)
+
+// generate writes n signed create ops of one device, chained by hash, with
+// realistic dossier fields padded to about 1 KB.
+func generate(dev *identity.Device, n int) ([]crdt.Signed, int64, error) {
+	r := rand.New(rand.NewPCG(6, 2025))
+	out := make([]crdt.Signed, 0, n)
+	var total int64
+	var prev []byte
+	wall := time.Date(2026, 11, 1, 7, 0, 0, 0, time.UTC).UnixMilli()
+	var clock crdt.Clock
+	note := []rune(strings.Repeat("Hộ gia đình ở điểm trường, đi bộ 2 giờ; đã chụp ảnh, lấy vân tay 10 ngón. ", 9))
+	for i := 1; i <= n; i++ {
+		id, err := uuid.NewV7()
+		if err != nil {
+			return nil, 0, err
+		}
+		values := map[string]string{
+			"full_name":         surnames[r.IntN(len(surnames))] + " " + middles[r.IntN(len(middles))] + " " + givens[r.IntN(len(givens))],
+			"date_of_birth":     fmt.Sprintf("%d-%02d-%02d", 1930+r.IntN(90), 1+r.IntN(12), 1+r.IntN(28)),
+			"sex":               []string{"nam", "nữ"}[r.IntN(2)],
+			"personal_id":       fmt.Sprintf("0020%02d%06d", r.IntN(100), r.IntN(1_000_000)),
+			"ethnicity":         ethnic[r.IntN(len(ethnic))],
+			"commune":           communes[r.IntN(len(communes))],
+			"permanent_address": fmt.Sprintf("Thôn %d, xã %s", 1+r.IntN(20), communes[r.IntN(len(communes))]),
+			"hometown":          "xã " + communes[r.IntN(len(communes))],
+			"phone":             fmt.Sprintf("09%08d", r.IntN(100_000_000)),
+			"notes":             string(note[:330+r.IntN(160)]),
+		}
+		op := &crdt.Op{Origin: dev.ID(), Seq: uint64(i), Prev: prev, Time: clock.Now(wall + int64(i)*50),
+			Record: id.String(), Kind: crdt.KindCreate, Fields: crdt.Writes(nil, values)}
+		s, err := crdt.Sign(op, dev.Private)
+		if err != nil {
+			return nil, 0, err
+		}
+		h := crdt.Hash(s.Body)
+		prev = h[:]
+		total += int64(len(s.Body) + len(s.Sig))
+		out = append(out, s)
+	}
+	fmt.Printf("  %d ops, %.0f bytes each on average\n", n, float64(total)/float64(n))
+	return out, total, nil
+}
+
+func verifyRate(dev *identity.Device, ops []crdt.Signed) float64 {
+	pub := dev.Public()
+	k := min(len(ops), 20_000)
+	t := time.Now()
+	for _, s := range ops[:k] {
+		if !ed25519.Verify(pub, s.Body, s.Sig) {
+			panic("generated op does not verify")
+		}
+	}
+	return float64(k) / time.Since(t).Seconds()
+}
+
+// preload ingests the ops into the sender's store, as a peer's batches would
+// arrive, and returns the rate.
+func preload(dataDir string, dev *identity.Device, ops []crdt.Signed) (float64, error) {
+	opts := store.DefaultOptions(filepath.Join(dataDir, "store"))
+	opts.Self = dev.ID()
+	st, err := store.Open(opts)
+	if err != nil {
+		return 0, err
+	}
+	defer st.Close()
+	raw, err := dev.Credential.Marshal()
+	if err != nil {
+		return 0, err
+	}
+	if err := st.PutCredential(dev.ID(), dev.Public(), raw); err != nil {
+		return 0, err
+	}
+	const batch = 512
+	t := time.Now()
+	for i := 0; i < len(ops); i += batch {
+		res, err := st.Ingest(ops[i:min(i+batch, len(ops))], time.Now().UnixMilli())
+		if err != nil {
+			return 0, err
+		}
+		if len(res.Refused) > 0 {
+			return 0, fmt.Errorf("store refused op: %v", res.Refused[0].Err)
+		}
+	}
+	return float64(len(ops)) / time.Since(t).Seconds(), st.Close()
+}
+
+// rssMB reads a memory line (VmRSS, VmHWM) of a process, in MB.
+func rssMB(pid int, field string) float64 {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if rest, ok := strings.CutPrefix(line, field+":"); ok {
+			kb, _ := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 64)
+			return kb / 1024
+		}
+	}
+	return 0
+}
