@@ -32,9 +32,11 @@ type Agent struct {
 	apiLn    net.Listener
 	events   chan membership.Event
 
-	mu         sync.Mutex
-	sessions   map[string]*session // by libp2p peer id
-	dialing    map[string]bool
+	mu       sync.Mutex
+	sessions map[string]*session // by libp2p peer id
+	dialing  map[string]bool
+	// joinPeers remembers the peer id found at each --join address.
+	joinPeers  map[string]string
 	names      map[string]deviceInfo // device id -> name and role, from credentials
 	digestAt   time.Time
 	joinWarnAt time.Time
@@ -66,15 +68,16 @@ func New(cfg Config) (a *Agent, err error) {
 		return nil, fmt.Errorf("this device's credential: %w (provision it again with `fieldsync device init`)", err)
 	}
 	a = &Agent{
-		cfg:      cfg,
-		log:      cfg.Logger.With("device", dev.Name()),
-		dev:      dev,
-		verifier: verifier,
-		events:   make(chan membership.Event, 256),
-		sessions: map[string]*session{},
-		dialing:  map[string]bool{},
-		names:    map[string]deviceInfo{},
-		stop:     make(chan struct{}),
+		cfg:       cfg,
+		log:       cfg.Logger.With("device", dev.Name()),
+		dev:       dev,
+		verifier:  verifier,
+		events:    make(chan membership.Event, 256),
+		sessions:  map[string]*session{},
+		dialing:   map[string]bool{},
+		joinPeers: map[string]string{},
+		names:     map[string]deviceInfo{},
+		stop:      make(chan struct{}),
 	}
 	defer func() {
 		if err != nil {

@@ -112,6 +112,9 @@ func (a *Agent) pass() bool {
 	for _, m := range members {
 		a.reach(m)
 	}
+	for _, addr := range a.cfg.Join {
+		a.reachAddr(addr)
+	}
 	joined := true
 	if len(a.cfg.Join) > 0 && len(members) == 0 {
 		if n, err := a.members.Join(a.cfg.Join); err != nil || n == 0 {
@@ -130,4 +133,48 @@ func (a *Agent) pass() bool {
 	}
 	a.members.SetDigest(a.store.VersionVector().Digest())
 	return joined
+}
+
+// reachAddr connects to a configured address (--join) directly over the data
+// transport, learning the peer id from the address, so that the credential
+// handshake happens even where gossip cannot pass (another deployment's
+// gossip is refused before any credential is shown; this way both sides log
+// the credential refusal).
+func (a *Agent) reachAddr(addr string) {
+	key := "addr:" + addr
+	a.mu.Lock()
+	peerID, known := a.joinPeers[addr]
+	if a.dialing[key] || (known && a.host.IsAdmitted(peerID)) {
+		a.mu.Unlock()
+		return
+	}
+	a.dialing[key] = true
+	a.mu.Unlock()
+	a.wg.Add(1)
+	go func() {
+		defer a.wg.Done()
+		defer func() {
+			a.mu.Lock()
+			delete(a.dialing, key)
+			a.mu.Unlock()
+		}()
+		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+		defer cancel()
+		go func() {
+			select {
+			case <-a.stop:
+				cancel()
+			case <-ctx.Done():
+			}
+		}()
+		id, err := a.host.ConnectAddr(ctx, addr)
+		if id != "" {
+			a.mu.Lock()
+			a.joinPeers[addr] = id
+			a.mu.Unlock()
+		}
+		if err != nil {
+			a.log.Debug("could not connect to join address", "addr", addr, "err", err)
+		}
+	}()
 }

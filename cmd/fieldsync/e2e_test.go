@@ -283,7 +283,10 @@ func TestE2EOutsiderIsRefused(t *testing.T) {
 	put(t, x, dossier(2, "Vạn Thạnh"))
 	// Give them time to try (the intruder retries its join).
 	err = harness.WaitFor(15*time.Second, func() (bool, error) {
-		return strings.Contains(a.Log(), "refused") && strings.Contains(x.Log(), "refused"), nil
+		// The credential handshake refuses it: the data port's log line on
+		// laptop-a, the peer's reason on the intruder.
+		return strings.Contains(a.Log(), `msg="refused peer"`) && strings.Contains(a.Log(), "another deployment") &&
+			strings.Contains(x.Log(), `msg="refused by peer"`), nil
 	})
 	if err != nil {
 		t.Fatalf("no refusal logged on both sides: %v\n--- laptop-a:\n%s\n--- intruder:\n%s", err, a.Log(), x.Log())
