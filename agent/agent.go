@@ -55,7 +55,7 @@ type deviceInfo struct {
 
 // New loads the device identity from cfg.DataDir, opens the store and binds
 // the data, gossip and API addresses. Nothing is sent until Run.
-func New(cfg Config) (a *Agent, err error) {
+func New(cfg Config) (_ *Agent, err error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
@@ -67,7 +67,7 @@ func New(cfg Config) (a *Agent, err error) {
 	if err := verifier.VerifyPeer(dev.Credential, dev.Public(), cfg.Now()); err != nil {
 		return nil, fmt.Errorf("this device's credential: %w (provision it again with `fieldsync device init`)", err)
 	}
-	a = &Agent{
+	a := &Agent{
 		cfg:       cfg,
 		log:       cfg.Logger.With("device", dev.Name()),
 		dev:       dev,

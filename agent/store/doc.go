@@ -28,5 +28,15 @@
 // mutex. Reads run concurrently with them on badger read transactions and see
 // only committed ops; VersionVector and Head read an in-memory copy.
 //
-// The key layout is documented in keys.go.
+// # On disk
+//
+// The key layout is documented in keys.go. Op envelopes and records, the
+// bulk of the data, live in badger's value log and the LSM tree holds keys,
+// pointers and small values (see Options for why and for the memory each
+// setting costs). Record states replaced by later ops leave garbage in the
+// value log, which CollectGarbage reclaims; the agent calls it when idle.
+//
+// Every value read back from the value log is checked against its checksum;
+// a head is checked against the op it names at Open. Integrity against
+// tampering comes from the ops' signatures, checked at Ingest.
 package store

@@ -33,17 +33,6 @@ func quietLogger() *slog.Logger {
 func testOptions(dir string) Options {
 	o := DefaultOptions(dir)
 	o.Logger = quietLogger()
-	if v := os.Getenv("XOPT"); v != "" {
-		var mt, vt, l0, nm, bt, bc int
-		fmt.Sscanf(v, "%d,%d,%d,%d,%d,%d", &mt, &vt, &l0, &nm, &bt, &bc)
-		o.BaseTableSize = int64(bt) << 10
-		o.BlockCacheSize = int64(bc) << 20
-		o.MemTableSize = int64(mt) << 20
-		o.ValueThreshold = int64(vt)
-		o.NumLevelZeroTables = l0
-		o.NumLevelZeroTablesStall = l0 + 5
-		o.NumMemtables = nm
-	}
 	return o
 }
 

@@ -215,3 +215,31 @@ func (s *Store) indexOwnCreates(origin string) ([]uint64, error) {
 	}
 	return seqs, nil
 }
+
+// CollectGarbage reclaims value log space held by values no longer live:
+// record states replaced by later ops. It rewrites each value log file whose
+// share of garbage is at least discardRatio (0 < discardRatio < 1; 0.5 is a
+// good default) and returns how many it rewrote. It runs alongside reads and
+// writes; the agent calls it when idle (an hour of field work leaves little
+// garbage: creates write none, each update one record state).
+func (s *Store) CollectGarbage(discardRatio float64) (int, error) {
+	if err := s.enter(); err != nil {
+		return 0, err
+	}
+	defer s.leave()
+	if discardRatio <= 0 || discardRatio >= 1 {
+		return 0, fmt.Errorf("collect garbage: discard ratio %v not in (0, 1)", discardRatio)
+	}
+	n := 0
+	for {
+		err := s.db.RunValueLogGC(discardRatio)
+		switch {
+		case err == nil:
+			n++
+		case errors.Is(err, badger.ErrNoRewrite), errors.Is(err, badger.ErrRejected):
+			return n, nil
+		default:
+			return n, fmt.Errorf("collect garbage: %w", err)
+		}
+	}
+}

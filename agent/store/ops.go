@@ -5,6 +5,8 @@ import (
 	"crypto/ed25519"
 	"errors"
 	"fmt"
+	"runtime"
+	"sync"
 
 	"github.com/fieldsync/fieldsync/crdt"
 )
@@ -66,7 +68,7 @@ func (s *Store) write(origin string, key ed25519.PrivateKey, recordID string, ki
 	}
 
 	w := s.newWriter()
-	defer w.txn.Discard()
+	defer func() { w.txn.Discard() }() // the writer may have moved on to a new transaction
 	c, err := w.record(recordID)
 	if err != nil {
 		return crdt.Opened{}, err
@@ -166,6 +168,9 @@ func (s *Store) Ingest(batch []crdt.Signed, wallMillis int64) (IngestResult, err
 		return IngestResult{}, err
 	}
 	defer s.leave()
+	// Decoding needs no store state: done before taking the writers' lock,
+	// so a caller that pipelines batches decodes one while another commits.
+	opened, errs := openAll(batch)
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
 	if err := s.checkFailed(); err != nil {
@@ -175,9 +180,8 @@ func (s *Store) Ingest(batch []crdt.Signed, wallMillis int64) (IngestResult, err
 	var res IngestResult
 	var order []string
 	runs := map[string][]crdt.Opened{}
-	for _, sg := range batch {
-		o, err := crdt.Open(sg)
-		if err != nil {
+	for i, o := range opened {
+		if err := errs[i]; err != nil {
 			res.Refused = append(res.Refused, Refusal{Count: 1, Err: err})
 			continue
 		}
@@ -189,7 +193,7 @@ func (s *Store) Ingest(batch []crdt.Signed, wallMillis int64) (IngestResult, err
 	}
 
 	w := s.newWriter()
-	defer w.txn.Discard()
+	defer func() { w.txn.Discard() }() // the writer may have moved on to a new transaction
 	var storageErr error
 	for _, origin := range order {
 		if err := s.ingestOrigin(w, origin, runs[origin], wallMillis, &res); err != nil {
@@ -201,6 +205,11 @@ func (s *Store) Ingest(batch []crdt.Signed, wallMillis int64) (IngestResult, err
 		storageErr = w.finish()
 	}
 	res.Applied = ranges(w.applied[:w.published])
+	for _, sg := range batch {
+		// The op and the record state it rewrote both went through the
+		// mapped value log.
+		s.trim.note(2 * (len(sg.Body) + len(sg.Sig)))
+	}
 	if storageErr != nil {
 		return res, fmt.Errorf("ingest: %w", storageErr)
 	}
@@ -261,6 +270,37 @@ func (s *Store) ingestOrigin(w *writer, origin string, ops []crdt.Opened, wallMi
 		refuse(run[n].Op.Seq, len(run)-n, verr)
 	}
 	return nil
+}
+
+// openAll decodes a batch (crdt.Open: parse, validate, hash), spread over
+// the available cores: decoding is most of ingest's own CPU time, and a sync
+// batch is hundreds of independent ops.
+func openAll(batch []crdt.Signed) ([]crdt.Opened, []error) {
+	opened := make([]crdt.Opened, len(batch))
+	errs := make([]error, len(batch))
+	open := func(lo, hi int) {
+		for i := lo; i < hi; i++ {
+			opened[i], errs[i] = crdt.Open(batch[i])
+		}
+	}
+	const minChunk = 32
+	workers := min(runtime.GOMAXPROCS(0), 8, len(batch)/minChunk)
+	if workers < 2 {
+		open(0, len(batch))
+		return opened, errs
+	}
+	var wg sync.WaitGroup
+	chunk := (len(batch) + workers - 1) / workers
+	for lo := 0; lo < len(batch); lo += chunk {
+		hi := min(lo+chunk, len(batch))
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			open(lo, hi)
+		}()
+	}
+	wg.Wait()
+	return opened, errs
 }
 
 // ranges groups dots, in order, into runs of consecutive seqs of one origin.

@@ -30,6 +30,8 @@ type Store struct {
 	// syncFailed is raised by the badger logger when badger reports a
 	// failed sync it does not return (see slogBadger).
 	syncFailed atomic.Bool
+	commits    atomic.Uint64 // successful commits, for tests
+	trim       trimmer       // keeps mapped value-log pages from piling up
 
 	// mu guards the state readers see. It changes only after a commit has
 	// succeeded, and only under wmu.
@@ -57,6 +59,7 @@ func Open(opts Options) (*Store, error) {
 	}
 	s := &Store{
 		dir:   opts.Dir,
+		trim:  trimmer{dir: opts.Dir},
 		pubs:  map[string]ed25519.PublicKey{},
 		heads: map[string]crdt.Head{},
 		peers: map[string]uint64{},
@@ -181,6 +184,7 @@ func (s *Store) commit(txn *badger.Txn) error {
 		s.failed = err
 		return fmt.Errorf("commit: %w", err)
 	}
+	s.commits.Add(1)
 	return nil
 }
 
@@ -316,12 +320,12 @@ func (s *Store) ReadOps(origin string, from uint64, maxOps, maxBytes int) ([]crd
 	var out []crdt.Signed
 	total := 0
 	err := s.db.View(func(txn *badger.Txn) error {
-		io := badger.DefaultIteratorOptions
-		io.Prefix = opPrefix(origin)
+		itOpts := badger.DefaultIteratorOptions
+		itOpts.Prefix = opPrefix(origin)
 		if maxOps > 0 {
-			io.PrefetchSize = min(maxOps, io.PrefetchSize)
+			itOpts.PrefetchSize = min(maxOps, itOpts.PrefetchSize)
 		}
-		it := txn.NewIterator(io)
+		it := txn.NewIterator(itOpts)
 		defer it.Close()
 		want := from
 		for it.Seek(opKey(origin, from)); it.Valid(); it.Next() {
@@ -329,7 +333,7 @@ func (s *Store) ReadOps(origin string, from uint64, maxOps, maxBytes int) ([]crd
 				return nil
 			}
 			item := it.Item()
-			seq, ok := readU64(item.Key()[len(io.Prefix):])
+			seq, ok := readU64(item.Key()[len(itOpts.Prefix):])
 			if !ok || seq != want {
 				return fmt.Errorf("log of %s: key %q where op %d should be", origin, item.Key(), want)
 			}
@@ -338,6 +342,7 @@ func (s *Store) ReadOps(origin string, from uint64, maxOps, maxBytes int) ([]crd
 				return fmt.Errorf("log of %s: op %d: %w", origin, seq, err)
 			}
 			size := len(sg.Body) + len(sg.Sig)
+			s.trim.note(size)
 			if maxBytes > 0 && len(out) > 0 && total+size > maxBytes {
 				return nil
 			}
@@ -384,10 +389,10 @@ func (s *Store) Records(after string, fn func(*crdt.Record) bool) error {
 	}
 	defer s.leave()
 	err := s.db.View(func(txn *badger.Txn) error {
-		io := badger.DefaultIteratorOptions
-		io.Prefix = []byte(prefixRecord)
-		io.PrefetchSize = 16
-		it := txn.NewIterator(io)
+		itOpts := badger.DefaultIteratorOptions
+		itOpts.Prefix = []byte(prefixRecord)
+		itOpts.PrefetchSize = 16
+		it := txn.NewIterator(itOpts)
 		defer it.Close()
 		start := recordKey(after)
 		for it.Seek(start); it.Valid(); it.Next() {
@@ -513,10 +518,10 @@ func (s *Store) viewU64(key string) (v uint64, found bool, err error) {
 // scan calls fn for every key under prefix, in order. The slices are only
 // valid during the call. With values false, only keys are read.
 func scan(txn *badger.Txn, prefix string, values bool, fn func(k, v []byte) error) error {
-	io := badger.DefaultIteratorOptions
-	io.Prefix = []byte(prefix)
-	io.PrefetchValues = values
-	it := txn.NewIterator(io)
+	itOpts := badger.DefaultIteratorOptions
+	itOpts.Prefix = []byte(prefix)
+	itOpts.PrefetchValues = values
+	it := txn.NewIterator(itOpts)
 	defer it.Close()
 	for it.Rewind(); it.Valid(); it.Next() {
 		item := it.Item()

@@ -106,7 +106,7 @@ func (w *writer) apply(o crdt.Opened, clock crdt.Clock) error {
 	conflicted := hasConflict(rec)
 
 	env := encodeEnvelope(o.Signed)
-	recVal, err := crdt.Marshal(rec)
+	recVal, err := encodeRecord(rec)
 	if err != nil {
 		return fmt.Errorf("encode record: %w", err)
 	}

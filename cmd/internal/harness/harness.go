@@ -12,7 +12,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
@@ -228,21 +227,16 @@ func FreePort() (int, error) {
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
-var portMu sync.Mutex
-var nextPort = 20000 + os.Getpid()%20000
-
 // FreePortPair returns a port P such that P and P+1 are free for TCP and UDP
-// on 127.0.0.1 (the data port and the derived gossip port).
+// on 127.0.0.1 (the data port and the derived gossip port). P comes from the
+// kernel, so test processes running side by side do not pick the same ports.
 func FreePortPair() (int, error) {
-	portMu.Lock()
-	defer portMu.Unlock()
-	for tries := 0; tries < 2000; tries++ {
-		p := nextPort
-		nextPort += 2
-		if nextPort > 60000 {
-			nextPort = 20000
+	for tries := 0; tries < 200; tries++ {
+		p, err := FreePort()
+		if err != nil {
+			return 0, err
 		}
-		if portFree(p) && portFree(p+1) {
+		if p < 65535 && portFree(p) && portFree(p+1) {
 			return p, nil
 		}
 	}
@@ -308,4 +302,14 @@ func (c *Cluster) Agents() []*Agent {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return slices.Clone(c.agents)
+}
+
+// CommandLine is the command line the agent was last started with, the
+// binary first, so `make demo` can show what a person would type to start
+// it by hand. It is nil before the first Start.
+func (a *Agent) CommandLine() []string {
+	if a.cmd == nil {
+		return nil
+	}
+	return slices.Clone(a.cmd.Args)
 }

@@ -1,0 +1,6 @@
+//go:build !linux
+
+package store
+
+// pageOutMapped is a no-op where MADV_PAGEOUT does not exist.
+func pageOutMapped(string) bool { return false }

@@ -1,0 +1,109 @@
+package main
+
+import (
+	"maps"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/text/unicode/norm"
+
+	"github.com/fieldsync/fieldsync/agent/schema"
+)
+
+// allDossiers makes what a run of the demo makes with seed, in the same
+// order: step 3's dossiers with their featured people, then later batches.
+func allDossiers(seed uint64) []map[string]string {
+	g := newGenerator(seed)
+	var out []map[string]string
+	for _, tm := range teams {
+		for i := 0; i < 25; i++ {
+			var p person
+			if f := featured[tm.Laptop]; i < len(f) {
+				p = f[i]
+			}
+			out = append(out, g.dossier(tm, p))
+		}
+	}
+	return out
+}
+
+func TestDossiersAreDeterministic(t *testing.T) {
+	a, b := allDossiers(7), allDossiers(7)
+	for i := range a {
+		if !maps.Equal(a[i], b[i]) {
+			t.Fatalf("dossier %d differs between two runs with one seed:\n%v\n%v", i, a[i], b[i])
+		}
+	}
+	c := allDossiers(8)
+	same := 0
+	for i := range a {
+		if a[i]["personal_id"] == c[i]["personal_id"] {
+			same++
+		}
+	}
+	if same == len(a) {
+		t.Fatal("seeds 7 and 8 made the same ID numbers")
+	}
+}
+
+// Every dossier the demo sends is one the agent accepts, and its ID number
+// agrees with its birth year, sex and province.
+func TestDossiersAreValidAndConsistent(t *testing.T) {
+	s := schema.Dossier()
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	provinces := map[string]bool{"002": true, "011": true, "038": true, "040": true, "056": true}
+	seen := map[string]bool{}
+	for i, d := range allDossiers(20220106) {
+		if _, err := s.ValidateNew(d, now); err != nil {
+			t.Fatalf("dossier %d refused: %v\n%v", i, err, d)
+		}
+		for k, v := range d {
+			if !norm.NFC.IsNormalString(v) {
+				t.Fatalf("dossier %d: %s not NFC: %q", i, k, v)
+			}
+		}
+		id := d["personal_id"]
+		if len(id) != 12 || !provinces[id[:3]] {
+			t.Fatalf("dossier %d: personal_id %q", i, id)
+		}
+		if seen[id] {
+			t.Fatalf("dossier %d: personal_id %q repeated", i, id)
+		}
+		seen[id] = true
+		year, err := strconv.Atoi(d["date_of_birth"][:4])
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := 0
+		if year >= 2000 {
+			c = 2
+		}
+		if d["sex"] == "nữ" {
+			c++
+		}
+		if want := strconv.Itoa(c) + d["date_of_birth"][2:4]; id[3:6] != want {
+			t.Fatalf("dossier %d: ID %s, born %s, %s: digits 4-6 want %s", i, id, d["date_of_birth"], d["sex"], want)
+		}
+		if !strings.Contains(d["permanent_address"], "Mèo Vạc") {
+			t.Fatalf("dossier %d: address %q", i, d["permanent_address"])
+		}
+	}
+}
+
+// The featured people open each laptop's capture with their names as given.
+func TestFeaturedPeopleComeFirst(t *testing.T) {
+	tr := &trip{gen: newGenerator(1), teams: map[string]team{}, by: map[string]int{}}
+	for _, tm := range teams {
+		tr.teams[tm.Laptop] = tm
+	}
+	ds := tr.dossiers("laptop-a", 5)
+	if ds[0]["full_name"] != "Vừ Mi Chứ" || ds[1]["full_name"] != "Giàng Thị Mỷ" {
+		t.Fatalf("first dossiers of laptop-a: %q, %q", ds[0]["full_name"], ds[1]["full_name"])
+	}
+	tr.by["laptop-a"] = 5
+	if again := tr.dossiers("laptop-a", 1); again[0]["full_name"] == "Vừ Mi Chứ" {
+		t.Fatal("a later batch repeated the featured person")
+	}
+}
