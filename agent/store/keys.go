@@ -26,6 +26,10 @@ import (
 //	                     of its own KindCreate op (for the "at risk" count)
 //	p/<peer device id>   8B: highest seq of this device's own log the peer is
 //	                     known to hold
+//	k/<origin>/<seq 8B>  record id: a record created by origin's KindCreate op
+//	                     seq (every origin), for delivered/undelivered counts
+//	R/<hub device id>    the latest receipt signed by that hub (opaque bytes)
+//	m/exported           CBOR version vector: ops exported to PostgreSQL
 //	m/clock              CBOR crdt.Timestamp: last time issued or observed, so
 //	                     the hybrid logical clock survives restarts
 //	m/self               this device's own origin id
@@ -42,11 +46,14 @@ const (
 	prefixCred     = "c/"
 	prefixOwn      = "w/"
 	prefixPeer     = "p/"
+	prefixCreate   = "k/"
+	prefixReceipt  = "R/"
 
-	keyClock   = "m/clock"
-	keySelf    = "m/self"
-	keyRecords = "m/records"
-	keyVersion = "m/version"
+	keyClock    = "m/clock"
+	keySelf     = "m/self"
+	keyRecords  = "m/records"
+	keyVersion  = "m/version"
+	keyExported = "m/exported"
 
 	// layoutVersion is stored in m/version; a store written with another
 	// layout is refused at Open rather than misread.
@@ -81,6 +88,12 @@ func ownKey(seq uint64) []byte {
 }
 
 func peerKey(peer string) []byte { return []byte(prefixPeer + peer) }
+
+func createKey(origin string, seq uint64) []byte {
+	return binary.BigEndian.AppendUint64([]byte(prefixCreate+origin+"/"), seq)
+}
+
+func receiptKey(hub string) []byte { return []byte(prefixReceipt + hub) }
 
 func u64(v uint64) []byte { return binary.BigEndian.AppendUint64(nil, v) }
 

@@ -255,6 +255,9 @@ func (s *Store) ingestOrigin(w *writer, origin string, ops []crdt.Opened, wallMi
 		return nil
 	}
 	n, verr := crdt.VerifyRun(head, run, pub)
+	if s.verifyAll {
+		n, verr = verifyEach(run[:n], pub, n, verr)
+	}
 	for i, o := range run[:n] {
 		clock := w.clock
 		clock.Observe(o.Op.Time, wallMillis, MaxClockDriftMillis)
@@ -314,4 +317,35 @@ func ranges(dots []crdt.Dot) []crdt.Range {
 		out = append(out, crdt.Range{Origin: d.Origin, From: d.Seq, To: d.Seq})
 	}
 	return out
+}
+
+// verifyEach checks every signature of a chain-verified prefix, cutting it
+// at the first that fails.
+func verifyEach(run []crdt.Opened, pub ed25519.PublicKey, n int, verr error) (int, error) {
+	verified := verifyParallel(run, pub)
+	for i := range run {
+		if !verified[i] {
+			return i, fmt.Errorf("%w: %s seq %d", crdt.ErrSignature, run[i].Op.Origin, run[i].Op.Seq)
+		}
+	}
+	return n, verr
+}
+
+// verifyParallel verifies signatures on every core: the one part of ingest
+// that is pure CPU.
+func verifyParallel(run []crdt.Opened, pub ed25519.PublicKey) []bool {
+	ok := make([]bool, len(run))
+	workers := min(runtime.GOMAXPROCS(0), max(1, len(run)/32))
+	var wg sync.WaitGroup
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			for i := w; i < len(run); i += workers {
+				ok[i] = ed25519.Verify(pub, run[i].Body, run[i].Sig)
+			}
+		}(w)
+	}
+	wg.Wait()
+	return ok
 }

@@ -81,6 +81,13 @@ type Options struct {
 	// NumCompactors is how many compaction goroutines run: 2, the minimum
 	// badger accepts above none.
 	NumCompactors int
+
+	// VerifyEverySignature makes ingest check every op's signature, not only
+	// the last of each run (whose signature vouches for the whole run through
+	// the hash chain). A hub sets it: it is the end of every relay path, so it
+	// must never keep, export or forward an op whose own signature a relay
+	// damaged. It costs one ed25519 verification per op.
+	VerifyEverySignature bool
 }
 
 // DefaultOptions returns the options for a store in dir, sized for a laptop.

@@ -32,6 +32,7 @@ type Store struct {
 	syncFailed atomic.Bool
 	commits    atomic.Uint64 // successful commits, for tests
 	trim       trimmer       // keeps mapped value-log pages from piling up
+	verifyAll  bool          // Options.VerifyEverySignature
 
 	// mu guards the state readers see. It changes only after a commit has
 	// succeeded, and only under wmu.
@@ -39,7 +40,8 @@ type Store struct {
 	heads      map[string]crdt.Head
 	records    uint64
 	self       string
-	ownCreates []uint64 // seqs of this device's KindCreate ops, ascending
+	ownCreates []uint64            // seqs of this device's KindCreate ops, ascending
+	creates    map[string][]uint64 // origin -> seqs of its KindCreate ops, ascending
 	peers      map[string]uint64
 	maxPeer    uint64 // max over peers
 
@@ -58,11 +60,13 @@ func Open(opts Options) (*Store, error) {
 		return nil, fmt.Errorf("open store %s: %w", opts.Dir, err)
 	}
 	s := &Store{
-		dir:   opts.Dir,
-		trim:  trimmer{dir: opts.Dir},
-		pubs:  map[string]ed25519.PublicKey{},
-		heads: map[string]crdt.Head{},
-		peers: map[string]uint64{},
+		dir:       opts.Dir,
+		verifyAll: opts.VerifyEverySignature,
+		trim:      trimmer{dir: opts.Dir},
+		pubs:      map[string]ed25519.PublicKey{},
+		heads:     map[string]crdt.Head{},
+		peers:     map[string]uint64{},
+		creates:   map[string][]uint64{},
 	}
 	db, err := badger.Open(opts.badgerOptions(&s.syncFailed))
 	if err != nil {
@@ -142,6 +146,18 @@ func (s *Store) load() error {
 			}
 			s.peers[string(k[len(prefixPeer):])] = seq
 			s.maxPeer = max(s.maxPeer, seq)
+			return nil
+		}); err != nil {
+			return err
+		}
+		if err := scan(txn, prefixCreate, false, func(k, _ []byte) error {
+			rest := k[len(prefixCreate):]
+			if len(rest) < 9 || rest[len(rest)-9] != '/' {
+				return fmt.Errorf("read create %q: bad key", k)
+			}
+			seq, _ := readU64(rest[len(rest)-8:])
+			origin := string(rest[:len(rest)-9])
+			s.creates[origin] = append(s.creates[origin], seq)
 			return nil
 		}); err != nil {
 			return err

@@ -35,7 +35,8 @@ type writer struct {
 	heads      map[string]crdt.Head // heads changed by staged ops
 	records    uint64
 	clock      crdt.Clock
-	ownCreates []uint64 // own creates staged, not yet published
+	ownCreates []uint64   // own creates staged, not yet published
+	creates    []crdt.Dot // creates of every origin staged, not yet published
 	cache      map[string]*cached
 
 	applied   []crdt.Dot // ops staged, in order
@@ -133,6 +134,9 @@ func (w *writer) apply(o crdt.Opened, clock crdt.Clock) error {
 	if own {
 		es = append(es, entry{key: ownKey(op.Seq), val: []byte(op.Record)})
 	}
+	if op.Kind == crdt.KindCreate {
+		es = append(es, entry{key: createKey(op.Origin, op.Seq), val: []byte(op.Record)})
+	}
 	if clock.Last != w.clock.Last {
 		b, err := crdt.Marshal(clock.Last)
 		if err != nil {
@@ -149,6 +153,9 @@ func (w *writer) apply(o crdt.Opened, clock crdt.Clock) error {
 	w.clock = clock
 	if own {
 		w.ownCreates = append(w.ownCreates, op.Seq)
+	}
+	if op.Kind == crdt.KindCreate {
+		w.creates = append(w.creates, op.Dot())
 	}
 	w.applied = append(w.applied, op.Dot())
 	return nil
@@ -225,7 +232,11 @@ func (w *writer) commit() error {
 	for _, seq := range w.ownCreates {
 		s.ownCreates = insertSorted(s.ownCreates, seq)
 	}
+	for _, d := range w.creates {
+		s.creates[d.Origin] = insertSorted(s.creates[d.Origin], d.Seq)
+	}
 	s.mu.Unlock()
+	w.creates = w.creates[:0]
 	s.clock = w.clock
 	w.ownCreates = w.ownCreates[:0]
 	w.staged = w.staged[:0]

@@ -1,0 +1,150 @@
+package store
+
+import (
+	"fmt"
+	"sort"
+
+	"github.com/dgraph-io/badger/v4"
+
+	"github.com/fieldsync/fieldsync/crdt"
+)
+
+// Delivery counts one origin's dossiers: created by it (captured) and, of
+// those, covered by a hub's receipt (delivered upstream).
+type Delivery struct {
+	Captured  int
+	Delivered int
+}
+
+// Deliveries counts, per origin holding records here, the dossiers it
+// created and how many of them are covered by receipts (origin -> highest
+// seq stored upstream). Cheap: in-memory create indexes, no scan.
+func (s *Store) Deliveries(receipts crdt.VersionVector) map[string]Delivery {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	out := make(map[string]Delivery, len(s.creates))
+	for origin, seqs := range s.creates {
+		upTo := receipts[origin]
+		delivered := sort.Search(len(seqs), func(i int) bool { return seqs[i] > upTo })
+		out[origin] = Delivery{Captured: len(seqs), Delivered: delivered}
+	}
+	return out
+}
+
+// Undelivered calls fn with the id of every record whose creating op is not
+// covered by receipts, by origin then seq; fn returns false to stop.
+func (s *Store) Undelivered(receipts crdt.VersionVector, fn func(id string) bool) error {
+	if err := s.enter(); err != nil {
+		return err
+	}
+	defer s.leave()
+	s.mu.RLock()
+	origins := make([]string, 0, len(s.creates))
+	for o := range s.creates {
+		origins = append(origins, o)
+	}
+	s.mu.RUnlock()
+	sort.Strings(origins)
+	return s.db.View(func(txn *badger.Txn) error {
+		for _, origin := range origins {
+			itOpts := badger.DefaultIteratorOptions
+			itOpts.Prefix = []byte(prefixCreate + origin + "/")
+			it := txn.NewIterator(itOpts)
+			for it.Seek(createKey(origin, receipts[origin]+1)); it.Valid(); it.Next() {
+				var id string
+				if err := it.Item().Value(func(v []byte) error { id = string(v); return nil }); err != nil {
+					it.Close()
+					return err
+				}
+				if !fn(id) {
+					it.Close()
+					return nil
+				}
+			}
+			it.Close()
+		}
+		return nil
+	})
+}
+
+// PutReceipt keeps the latest receipt of a hub (the caller has verified it
+// and checked it is newer than the one held).
+func (s *Store) PutReceipt(hub string, raw []byte) error {
+	if !validOrigin(hub) {
+		return fmt.Errorf("put receipt: %w: %q", ErrBadOrigin, hub)
+	}
+	if err := s.enter(); err != nil {
+		return err
+	}
+	defer s.leave()
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	return s.update(func(txn *badger.Txn) error { return txn.Set(receiptKey(hub), raw) })
+}
+
+// Receipts returns the latest receipt held of every hub (hub -> raw bytes).
+func (s *Store) Receipts() (map[string][]byte, error) {
+	if err := s.enter(); err != nil {
+		return nil, err
+	}
+	defer s.leave()
+	out := map[string][]byte{}
+	err := s.db.View(func(txn *badger.Txn) error {
+		return scan(txn, prefixReceipt, true, func(k, v []byte) error {
+			out[string(k[len(prefixReceipt):])] = append([]byte(nil), v...)
+			return nil
+		})
+	})
+	return out, err
+}
+
+// SetExported records how far each origin's log has been exported to
+// PostgreSQL (committed there). Only raises entries.
+func (s *Store) SetExported(vv crdt.VersionVector) error {
+	if err := s.enter(); err != nil {
+		return err
+	}
+	defer s.leave()
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	return s.update(func(txn *badger.Txn) error {
+		cur, err := exportedIn(txn)
+		if err != nil {
+			return err
+		}
+		cur.Merge(vv)
+		b, err := crdt.Marshal(cur)
+		if err != nil {
+			return err
+		}
+		return txn.Set([]byte(keyExported), b)
+	})
+}
+
+// Exported returns how far each origin's log has been exported.
+func (s *Store) Exported() (crdt.VersionVector, error) {
+	if err := s.enter(); err != nil {
+		return nil, err
+	}
+	defer s.leave()
+	var out crdt.VersionVector
+	err := s.db.View(func(txn *badger.Txn) error {
+		var err error
+		out, err = exportedIn(txn)
+		return err
+	})
+	return out, err
+}
+
+func exportedIn(txn *badger.Txn) (crdt.VersionVector, error) {
+	vv := crdt.VersionVector{}
+	item, err := txn.Get([]byte(keyExported))
+	if err == badger.ErrKeyNotFound {
+		return vv, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	err = item.Value(func(v []byte) error { return crdt.Unmarshal(v, &vv) })
+	return vv, err
+}
