@@ -9,6 +9,7 @@ import (
 	"net"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/fieldsync/fieldsync/agent/api"
@@ -36,10 +37,17 @@ type Agent struct {
 	sessions map[string]*session // by libp2p peer id
 	dialing  map[string]bool
 	// joinPeers remembers the peer id found at each --join address.
-	joinPeers  map[string]string
-	names      map[string]deviceInfo // device id -> name and role, from credentials
-	digestAt   time.Time
-	joinWarnAt time.Time
+	joinPeers map[string]string
+	names     map[string]deviceInfo // device id -> name and role, from credentials
+	digestAt  time.Time
+
+	isHub       bool
+	up          upstream
+	exporter    exporter      // nil unless a hub with --postgres
+	receiptWake chan struct{} // hub: new ops may need a receipt
+	refusedOps  atomic.Uint64
+	dupOps      atomic.Uint64
+	joinWarnAt  time.Time
 
 	stop      chan struct{}
 	stopOnce  sync.Once
@@ -68,16 +76,18 @@ func New(cfg Config) (_ *Agent, err error) {
 		return nil, fmt.Errorf("this device's credential: %w (provision it again with `fieldsync device init`)", err)
 	}
 	a := &Agent{
-		cfg:       cfg,
-		log:       cfg.Logger.With("device", dev.Name()),
-		dev:       dev,
-		verifier:  verifier,
-		events:    make(chan membership.Event, 256),
-		sessions:  map[string]*session{},
-		dialing:   map[string]bool{},
-		joinPeers: map[string]string{},
-		names:     map[string]deviceInfo{},
-		stop:      make(chan struct{}),
+		cfg:         cfg,
+		log:         cfg.Logger.With("device", dev.Name()),
+		dev:         dev,
+		verifier:    verifier,
+		events:      make(chan membership.Event, 256),
+		sessions:    map[string]*session{},
+		dialing:     map[string]bool{},
+		joinPeers:   map[string]string{},
+		names:       map[string]deviceInfo{},
+		stop:        make(chan struct{}),
+		receiptWake: make(chan struct{}, 1),
+		isHub:       dev.Credential.Role == identity.RoleHub,
 	}
 	defer func() {
 		if err != nil {
@@ -86,6 +96,10 @@ func New(cfg Config) (_ *Agent, err error) {
 	}()
 	so := store.DefaultOptions(filepath.Join(cfg.DataDir, "store"))
 	so.Logger = cfg.Logger
+	so.Self = dev.ID()
+	// A hub is the end of every relay path: it checks each op's own
+	// signature, not only the last of each run.
+	so.VerifyEverySignature = a.isHub
 	st, err := store.Open(so)
 	if err != nil {
 		return nil, err
@@ -99,6 +113,17 @@ func New(cfg Config) (_ *Agent, err error) {
 		return nil, fmt.Errorf("store own credential: %w", err)
 	}
 	a.names[dev.ID()] = deviceInfo{Name: dev.Name(), Role: dev.Credential.Role}
+	if err := a.loadReceipts(); err != nil {
+		return nil, err
+	}
+	if cfg.Postgres != "" {
+		if !a.isHub {
+			return nil, fmt.Errorf("--postgres is for a hub: this device has role %s", dev.Credential.Role)
+		}
+		if a.exporter, err = openExporter(cfg.Postgres, a.log); err != nil {
+			return nil, err
+		}
+	}
 
 	tc := transport.DefaultConfig()
 	tc.Listen = cfg.Listen
@@ -148,6 +173,15 @@ func New(cfg Config) (_ *Agent, err error) {
 
 // Run serves until ctx is done, then closes the agent.
 func (a *Agent) Run(ctx context.Context) error {
+	if a.isHub {
+		a.wg.Add(1)
+		go func() { defer a.wg.Done(); a.receiptLoop() }()
+		a.kickReceipts()
+	}
+	for _, addr := range a.cfg.Hubs {
+		a.wg.Add(1)
+		go func(addr string) { defer a.wg.Done(); a.hubLoop(addr) }(addr)
+	}
 	a.wg.Add(3)
 	go func() {
 		defer a.wg.Done()
@@ -187,6 +221,9 @@ func (a *Agent) Close() error {
 			a.host.Close()
 		}
 		a.wg.Wait()
+		if a.exporter != nil {
+			a.exporter.Close()
+		}
 		if a.store != nil {
 			a.closeErr = a.store.Close()
 		}
@@ -260,13 +297,29 @@ func (a *Agent) deviceName(id string) string {
 	return cred.Name
 }
 
+// wakeSessions makes every session look for something to send.
+func (a *Agent) wakeSessions() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, s := range a.sessions {
+		if s != nil {
+			s.wake()
+		}
+	}
+}
+
 // changed is called after every commit that added ops: it wakes every
 // session so the new ops are pushed at once, and refreshes the digest
 // gossiped to the LAN (at most once a second: gossip is a hint).
 func (a *Agent) changed() {
+	if a.isHub {
+		a.kickReceipts()
+	}
 	a.mu.Lock()
 	for _, s := range a.sessions {
-		s.wake()
+		if s != nil {
+			s.wake()
+		}
 	}
 	refresh := time.Since(a.digestAt) > time.Second
 	if refresh {

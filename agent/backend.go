@@ -113,6 +113,8 @@ func (b backend) Status(_ context.Context) (api.Status, error) {
 		Version:       a.cfg.Version,
 	}
 	st.WireBytesIn, st.WireBytesOut = a.host.WireBytes()
+	st.RefusedOps, st.DuplicateOps = a.refusedOps.Load(), a.dupOps.Load()
+	st.Upstream = a.upstreamStatus()
 	if st.Listen == nil {
 		st.Listen = []string{}
 	}
@@ -182,3 +184,33 @@ func (a *Agent) view(r *crdt.Record) api.Record {
 }
 
 func hlcTime(t crdt.Timestamp) time.Time { return time.UnixMilli(t.Wall).UTC() }
+
+// Undelivered lists records whose creation no hub has receipted, in id order.
+func (b backend) Undelivered(_ context.Context, after string, limit int) ([]api.Record, string, error) {
+	var ids []string
+	if err := b.a.store.Undelivered(b.a.safeUpstream(), func(id string) bool {
+		if id > after {
+			ids = append(ids, id)
+		}
+		return true
+	}); err != nil {
+		return nil, "", err
+	}
+	sort.Strings(ids)
+	next := ""
+	if len(ids) > limit {
+		ids = ids[:limit]
+		next = ids[limit-1]
+	}
+	out := make([]api.Record, 0, len(ids))
+	for _, id := range ids {
+		rec, err := b.a.store.Record(id)
+		if err != nil {
+			return nil, "", err
+		}
+		out = append(out, b.a.view(rec))
+	}
+	return out, next, nil
+}
+
+var _ api.UndeliveredLister = backend{}

@@ -36,6 +36,12 @@ type Config struct {
 	Join []string
 	// MDNS turns on LAN discovery by multicast DNS.
 	MDNS bool
+	// Hubs lists upstream hubs' addresses ("HOST:PORT", their --listen).
+	// The agent keeps trying to reach them and uploads everything they lack.
+	Hubs []string
+	// Postgres, on a hub, is the PostgreSQL URL to export into; receipts are
+	// then issued only after the export committed.
+	Postgres string
 	// SafetyInterval is how often the agent checks that every peer present
 	// has a live sync session, re-joins known peers that dropped out of
 	// membership and refreshes its gossiped digest. New ops are pushed at
@@ -75,7 +81,7 @@ func (c *Config) validate() error {
 	if c.DataDir == "" {
 		return errors.New("no data directory: pass --data DIR (made by `fieldsync device init`)")
 	}
-	for _, a := range append([]string{c.Listen, c.API}, c.Join...) {
+	for _, a := range append(append([]string{c.Listen, c.API}, c.Join...), c.Hubs...) {
 		if _, _, err := net.SplitHostPort(a); err != nil {
 			return fmt.Errorf("address %q: want HOST:PORT: %w", a, err)
 		}

@@ -35,6 +35,12 @@ type session struct {
 	mu    sync.Mutex // guards sm
 	sm    *syncer.Session
 	start time.Time
+
+	// Receipts sent in this session (writer loop only).
+	receiptsSent    map[string]int64
+	receiptsVersion uint64
+	// Upload progress logging (writer loop only).
+	lastProgress time.Time
 }
 
 func (s *session) wake() {
@@ -120,6 +126,8 @@ func (a *Agent) runSession(p transport.Peer, st transport.Stream) {
 		acks:   make(chan *wire.Ack, 1024),
 		sm:     syncer.New(a.cfg.Sync),
 		start:  time.Now(),
+
+		receiptsSent: map[string]int64{},
 	}
 	a.mu.Lock()
 	select {
@@ -192,6 +200,9 @@ func (s *session) run() error {
 		if err := s.pushReady(); err != nil {
 			return err
 		}
+		if err := s.pushReceipts(); err != nil {
+			return err
+		}
 		select {
 		case err := <-readErr:
 			return err
@@ -259,6 +270,7 @@ func (s *session) pushReady() error {
 		if err := s.send(&wire.Message{Batch: batch}); err != nil {
 			return err
 		}
+		s.logProgress()
 		if err := s.flushAcks(); err != nil {
 			return err
 		}
@@ -279,7 +291,10 @@ func (s *session) readLoop() error {
 			s.sm.OnHello(m.Hello.VV)
 			s.mu.Unlock()
 			s.notePeerHolds()
+			a.noteHubContact(s.peer.DeviceID)
 			s.wake()
+		case m.Receipts != nil:
+			a.acceptReceipts(s.peer.Name, m.Receipts.List)
 		case m.Batch != nil:
 			if err := s.ingest(m.Batch); err != nil {
 				return err
@@ -292,6 +307,7 @@ func (s *session) readLoop() error {
 				a.log.Warn("peer refused ops; not offering that origin again this session", "peer", s.peer.Name, "origin", o)
 			}
 			s.notePeerHolds()
+			a.noteHubContact(s.peer.DeviceID)
 			s.wake()
 		case m.Error != nil:
 			a.log.Warn("peer ended the sync session", "peer", s.peer.Name, "reason", m.Error.Reason)
@@ -321,8 +337,10 @@ func (s *session) ingest(b *wire.Batch) error {
 		return err
 	}
 	for _, r := range res.Refused {
-		a.log.Warn("refused op", "peer", s.peer.Name, "origin", r.Origin, "seq", r.Seq, "err", r.Err)
+		a.refusedOps.Add(uint64(max(r.Count, 1)))
+		a.log.Warn("refused op", "peer", s.peer.Name, "origin", r.Origin, "seq", r.Seq, "count", r.Count, "err", r.Err)
 	}
+	a.dupOps.Add(uint64(res.Duplicates))
 	heads := map[string]uint64{}
 	for _, r := range b.Ranges {
 		heads[r.Origin] = a.store.Head(r.Origin).Seq
@@ -361,4 +379,40 @@ func (s *session) view() *api.Session {
 	return &api.Session{InSync: inSync, OpsSent: st.OpsSent, OpsReceived: st.OpsReceived,
 		BytesOut: s.out.Bytes(), BytesIn: s.in.Bytes(), RoundTrips: st.Flights,
 		Messages: s.out.Frames() + s.in.Frames(), Started: s.start.UTC()}
+}
+
+// pushReceipts sends the receipts this session has not sent yet.
+func (s *session) pushReceipts() error {
+	s.mu.Lock()
+	ready := s.sm.Ready()
+	s.mu.Unlock()
+	if !ready {
+		return nil
+	}
+	list, version := s.a.receiptsToSend(s.receiptsSent, s.receiptsVersion)
+	s.receiptsVersion = version
+	if len(list) == 0 {
+		return nil
+	}
+	return s.send(&wire.Message{Receipts: &wire.Receipts{List: list}})
+}
+
+// logProgress reports a long upload every 10 seconds.
+func (s *session) logProgress() {
+	if time.Since(s.lastProgress) < 10*time.Second {
+		return
+	}
+	s.mu.Lock()
+	peerHas := s.sm.PeerHas()
+	st := s.sm.Stats()
+	s.mu.Unlock()
+	var pending uint64
+	for _, r := range s.a.store.VersionVector().Missing(peerHas) {
+		pending += r.Len()
+	}
+	if pending < 5000 && s.lastProgress.IsZero() {
+		return
+	}
+	s.lastProgress = time.Now()
+	s.a.log.Info("uploading", "peer", s.peer.Name, "sent_ops", st.OpsSent, "pending_ops", pending)
 }

@@ -93,6 +93,10 @@ type Record struct {
 	CreatedAt Timestamp `cbor:"4,keyasint,omitempty"`
 	// Updated is the latest time of any op applied to the record.
 	Updated Timestamp `cbor:"5,keyasint,omitempty"`
+	// Ops counts the ops applied to the record. Replicas holding the same ops
+	// agree on it and one holding more has a larger count, so it orders
+	// states of one record exported by different hubs.
+	Ops uint64 `cbor:"6,keyasint,omitempty"`
 }
 
 // NewRecord returns an empty record with the given id.
@@ -122,6 +126,7 @@ func (r *Record) Apply(op *Op, delivered func(Dot) bool) {
 	if op.Time.Compare(r.Updated) > 0 {
 		r.Updated = op.Time
 	}
+	r.Ops++
 }
 
 // Values returns the winner of every field that has a live value.

@@ -85,10 +85,22 @@ func (c *Client) Get(ctx context.Context, id string) (Record, error) {
 
 // ListAll returns every record, following pages. The slice is never nil.
 func (c *Client) ListAll(ctx context.Context) ([]Record, error) {
+	return c.listPages(ctx, false)
+}
+
+// ListUndelivered returns every record whose creation no hub has receipted.
+func (c *Client) ListUndelivered(ctx context.Context) ([]Record, error) {
+	return c.listPages(ctx, true)
+}
+
+func (c *Client) listPages(ctx context.Context, undelivered bool) ([]Record, error) {
 	all := []Record{}
 	after := ""
 	for {
 		q := url.Values{"limit": {strconv.Itoa(clientPageSize)}}
+		if undelivered {
+			q.Set("undelivered", "true")
+		}
 		if after != "" {
 			q.Set("after", after)
 		}

@@ -250,7 +250,16 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request) {
 		// asking for "everything" still pages correctly.
 		limit = min(n, MaxListLimit)
 	}
-	recs, next, err := s.backend.List(r.Context(), after, limit)
+	list := s.backend.List
+	if v := q.Get("undelivered"); v == "1" || v == "true" {
+		u, ok := s.backend.(UndeliveredLister)
+		if !ok {
+			s.fail(w, r, newAnswer(http.StatusNotImplemented, "this agent cannot list undelivered dossiers", "tác tử này không liệt kê được hồ sơ chưa gửi lên"))
+			return
+		}
+		list = u.Undelivered
+	}
+	recs, next, err := list(r.Context(), after, limit)
 	if err != nil {
 		s.fail(w, r, answerFor(err))
 		return
@@ -420,6 +429,15 @@ func wireStatus(st Status) Status {
 	}
 	if st.VersionVector == nil {
 		st.VersionVector = map[string]uint64{}
+	}
+	if st.Upstream.Hubs == nil {
+		st.Upstream.Hubs = []string{}
+	}
+	if st.Upstream.Receipts == nil {
+		st.Upstream.Receipts = map[string]uint64{}
+	}
+	if st.Upstream.Origins == nil {
+		st.Upstream.Origins = map[string]OriginDelivery{}
 	}
 	return st
 }

@@ -83,6 +83,47 @@ type Status struct {
 	// (Noise and multiplexing included) since the agent started.
 	WireBytesIn  uint64 `json:"wire_bytes_in"`
 	WireBytesOut uint64 `json:"wire_bytes_out"`
+	// RefusedOps counts ops received and refused (bad signature, broken
+	// chain, unknown origin) since start; DuplicateOps counts ops received
+	// that were already held (resent after a cut, or through two relays).
+	RefusedOps   uint64 `json:"refused_ops"`
+	DuplicateOps uint64 `json:"duplicate_ops"`
+	// Upstream says what has reached a hub.
+	Upstream Upstream `json:"upstream"`
+}
+
+// Upstream is the agent's view of delivery to the hub.
+type Upstream struct {
+	// Hubs are the configured hub addresses (--hub).
+	Hubs []string `json:"hubs"`
+	// Reachable: a hub is connected now (always true on a hub).
+	Reachable bool `json:"reachable"`
+	// LastContact is the last time a hub was heard from directly.
+	LastContact *time.Time `json:"last_contact"`
+	// Delivered and Undelivered count dossiers held here whose creation is
+	// (not) covered by a hub's receipt.
+	Delivered   int `json:"delivered"`
+	Undelivered int `json:"undelivered"`
+	// Receipts: per origin (device id), the highest seq a hub has stored.
+	Receipts map[string]uint64 `json:"receipts"`
+	// Origins breaks the counts down per device.
+	Origins map[string]OriginDelivery `json:"origins"`
+	// Upload is the progress of the upload to a connected hub.
+	Upload *Upload `json:"upload,omitempty"`
+}
+
+// OriginDelivery counts one device's dossiers.
+type OriginDelivery struct {
+	Device    string `json:"device"`
+	Captured  int    `json:"captured"`
+	Delivered int    `json:"delivered"`
+}
+
+// Upload is a running upload to a hub.
+type Upload struct {
+	Hub        string `json:"hub"`
+	SentOps    uint64 `json:"sent_ops"`
+	PendingOps uint64 `json:"pending_ops"`
 }
 
 // Backend is what the server needs from the agent.
@@ -105,6 +146,13 @@ type Backend interface {
 	Get(ctx context.Context, id string) (Record, error)
 	List(ctx context.Context, after string, limit int) (records []Record, next string, err error)
 	Status(ctx context.Context) (Status, error)
+}
+
+// UndeliveredLister is implemented by backends that know what has reached a
+// hub: GET /v1/records?undelivered=true lists, in the same pages as List, the
+// records whose creation is not yet covered by a hub's receipt.
+type UndeliveredLister interface {
+	Undelivered(ctx context.Context, after string, limit int) (records []Record, next string, err error)
 }
 
 // ErrNotFound: no record has the given id. Backends return or wrap it; the

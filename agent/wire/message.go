@@ -28,6 +28,23 @@ type Message struct {
 	Batch *Batch `cbor:"2,keyasint,omitempty"`
 	Ack   *Ack   `cbor:"3,keyasint,omitempty"`
 	Error *Error `cbor:"4,keyasint,omitempty"`
+	// Receipts carries hubs' receipts; sent after hello and whenever a newer
+	// one is held.
+	Receipts *Receipts `cbor:"5,keyasint,omitempty"`
+}
+
+// Receipts is a set of hub receipts, each with the hub's credential so the
+// receiver can check it without having met the hub.
+type Receipts struct {
+	List []Receipt `cbor:"1,keyasint"`
+}
+
+// Receipt is one hub's signed receipt (see package uplink) and the hub's
+// marshalled credential.
+type Receipt struct {
+	Body       []byte `cbor:"1,keyasint"`
+	Sig        []byte `cbor:"2,keyasint"`
+	Credential []byte `cbor:"3,keyasint"`
 }
 
 // Hello opens a session: the sender's version vector, an exact summary of
@@ -94,7 +111,7 @@ func Decode(data []byte) (*Message, error) {
 
 func (m *Message) validate() error {
 	set := 0
-	for _, p := range []bool{m.Hello != nil, m.Batch != nil, m.Ack != nil, m.Error != nil} {
+	for _, p := range []bool{m.Hello != nil, m.Batch != nil, m.Ack != nil, m.Error != nil, m.Receipts != nil} {
 		if p {
 			set++
 		}
@@ -115,6 +132,15 @@ func (m *Message) validate() error {
 		for _, c := range b.Creds {
 			if c.Origin == "" || len(c.Origin) > crdt.MaxOriginLen || len(c.Raw) == 0 || len(c.Raw) > MaxCredential {
 				return fmt.Errorf("%w: bad credential", ErrMalformed)
+			}
+		}
+	case m.Receipts != nil:
+		if len(m.Receipts.List) > 64 {
+			return fmt.Errorf("%w: %d receipts", ErrMalformed, len(m.Receipts.List))
+		}
+		for _, r := range m.Receipts.List {
+			if len(r.Body) == 0 || len(r.Body) > 64<<10 || len(r.Sig) == 0 || len(r.Credential) == 0 || len(r.Credential) > MaxCredential {
+				return fmt.Errorf("%w: bad receipt", ErrMalformed)
 			}
 		}
 	case m.Error != nil:

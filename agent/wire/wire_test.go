@@ -16,6 +16,7 @@ func sample() []*Message {
 			Creds: []Credential{{Origin: "aaaa", Raw: []byte("cred")}}, Ranges: []Range{{Origin: "aaaa", From: 1, To: 1}}}},
 		{Ack: &Ack{N: 3, VV: map[string]uint64{"aaaa": 1}}},
 		{Error: &Error{Reason: "refused: credential of another deployment"}},
+		{Receipts: &Receipts{List: []Receipt{{Body: []byte{0xa0}, Sig: bytes.Repeat([]byte{1}, 64), Credential: []byte("hub cred")}}}},
 	}
 }
 

@@ -1,7 +1,9 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -9,6 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 
@@ -29,16 +32,74 @@ type daemonFlags struct {
 	logLevel  string
 	logFormat string
 	join      stringList
+	hubs      stringList
+	config    string
+}
+
+// fileConfig is the optional configuration file (JSON), read from --config
+// or DATADIR/fieldsync.json. Flags given on the command line win.
+type fileConfig struct {
+	Listen    string   `json:"listen"`
+	Advertise string   `json:"advertise"`
+	API       string   `json:"api"`
+	Join      []string `json:"join"`
+	Hub       []string `json:"hub"`
+	NoMDNS    *bool    `json:"no_mdns"`
+	Postgres  string   `json:"postgres"`
+}
+
+// applyFile fills what the flags did not set from the configuration file.
+func (d *daemonFlags) applyFile(fs *flag.FlagSet) error {
+	path := d.config
+	if path == "" {
+		path = filepath.Join(d.cfg.DataDir, "fieldsync.json")
+		if _, err := os.Stat(path); err != nil {
+			return nil // no file: defaults and flags only
+		}
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("read config: %w", err)
+	}
+	var fc fileConfig
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&fc); err != nil {
+		return fmt.Errorf("config %s: %w", path, err)
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if fc.Listen != "" && !set["listen"] {
+		d.cfg.Listen = fc.Listen
+	}
+	if fc.Advertise != "" && !set["advertise"] {
+		d.cfg.Advertise = fc.Advertise
+	}
+	if fc.API != "" && !set["api"] {
+		d.cfg.API = fc.API
+	}
+	if fc.Postgres != "" && !set["postgres"] {
+		d.cfg.Postgres = fc.Postgres
+	}
+	if fc.NoMDNS != nil && !set["no-mdns"] {
+		d.noMDNS = *fc.NoMDNS
+	}
+	d.join = append(d.join, fc.Join...)
+	d.hubs = append(d.hubs, fc.Hub...)
+	return nil
 }
 
 func (d *daemonFlags) register(fs *flag.FlagSet, defaultMDNS bool) {
 	d.cfg = agent.DefaultConfig()
 	d.cfg.Version = version
-	fs.StringVar(&d.cfg.DataDir, "data", "", "device data directory made by `fieldsync device init` (required)")
+	fs.StringVar(&d.cfg.DataDir, "data", "", "device data directory made by 'fieldsync device init' (required)")
+	fs.StringVar(&d.config, "config", "", "JSON configuration file (default DATADIR/fieldsync.json when present); flags win")
+	fs.Var(&d.hubs, "hub", "an upstream hub's --listen address HOST:PORT (repeatable)")
 	fs.StringVar(&d.cfg.Listen, "listen", agent.DefaultListen, "data address HOST:PORT other agents --join; LAN gossip uses PORT+1")
 	fs.StringVar(&d.cfg.Advertise, "advertise", "", "HOST:PORT other agents should use to reach this one, if not --listen")
-	fs.StringVar(&d.cfg.API, "api", agent.DefaultAPI, "local HTTP API and web page address")
+	fs.StringVar(&d.cfg.API, "api", agent.DefaultAPI, "local HTTP API address")
 	fs.Var(&d.join, "join", "another agent's --listen address (repeatable)")
+	fs.StringVar(&d.cfg.Postgres, "postgres", "", "hub only: PostgreSQL URL to export records and ops into")
 	fs.BoolVar(&d.noMDNS, "no-mdns", !defaultMDNS, "turn off LAN discovery by multicast DNS")
 	fs.DurationVar(&d.cfg.SafetyInterval, "safety-interval", d.cfg.SafetyInterval, "period of the safety pass that re-checks peers and sessions")
 	fs.StringVar(&d.logLevel, "log-level", "info", "debug, info, warn or error")
@@ -60,20 +121,25 @@ func (d *daemonFlags) logger(stderr io.Writer) (*slog.Logger, error) {
 	return nil, usageError{fmt.Errorf("--log-format %q: want text or json", d.logFormat)}
 }
 
-const agentUsage = `fieldsync agent --data DATADIR [--listen HOST:PORT] [--api HOST:PORT] [--join HOST:PORT]... [--no-mdns]
+const agentUsage = `fieldsync agent --data DATADIR [--listen HOST:PORT] [--api HOST:PORT] [--join HOST:PORT]... [--no-mdns] [--hub HOST:PORT]...
 
 Chạy tác tử đồng bộ trên máy này / Run the sync agent on this laptop.
 Laptops on the same network find each other (mDNS) and exchange every dossier;
 --join names another agent directly where multicast does not work.
+--hub names the upstream hub: whenever it is reachable the agent uploads every
+dossier it holds (its own and its team's) and brings back receipts.
 `
 
 func runAgent(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	return runDaemon(ctx, "agent", agentUsage, args, stdout, stderr, "")
 }
 
-const hubUsage = `fieldsync hub --data HUBDIR [--listen HOST:PORT] [--api HOST:PORT]
+const hubUsage = `fieldsync hub --data HUBDIR [--listen HOST:PORT] [--api HOST:PORT] [--postgres URL]
 
 Chạy máy chủ trung tâm / Run the upstream hub (a device provisioned with --role hub).
+It accepts every device of the deployment, verifies every op's signature and
+chain, stores them, exports into PostgreSQL with --postgres, and signs receipts
+that travel back to every laptop.
 `
 
 func runHub(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -93,6 +159,9 @@ func runDaemon(ctx context.Context, name, usage string, args []string, stdout, s
 	if d.cfg.DataDir == "" {
 		return usageError{errors.New("--data DATADIR is required (thư mục dữ liệu của thiết bị)")}
 	}
+	if err := d.applyFile(fs); err != nil {
+		return err
+	}
 	log, err := d.logger(stderr)
 	if err != nil {
 		return err
@@ -100,6 +169,10 @@ func runDaemon(ctx context.Context, name, usage string, args []string, stdout, s
 	d.cfg.Logger = log
 	d.cfg.MDNS = !d.noMDNS
 	d.cfg.Join = d.join
+	d.cfg.Hubs = d.hubs
+	if d.cfg.Postgres != "" && needRole != identity.RoleHub {
+		return usageError{errors.New("--postgres is for `fieldsync hub`")}
+	}
 	if needRole != "" {
 		dev, err := identity.LoadDevice(d.cfg.DataDir)
 		if err != nil {

@@ -10,23 +10,31 @@ import (
 	"github.com/fieldsync/fieldsync/agent/schema"
 )
 
-const listUsage = `fieldsync list [--api HOST:PORT] [--json]
+const listUsage = `fieldsync list [--api HOST:PORT] [--json] [--undelivered]
 
 Liệt kê mọi hồ sơ / List every dossier: id, full name, date of birth, commune
 and the number of fields in conflict. --json prints a JSON array of dossiers.
+--undelivered lists only dossiers no hub has confirmed storing yet (chưa an toàn
+/ not yet safe upstream).
 `
 
 func runList(ctx context.Context, args []string, stdout, _ io.Writer) error {
 	fs := newFlagSet("list", listUsage, stdout)
 	addr := apiFlag(fs)
 	asJSON := fs.Bool("json", false, "print a JSON array of dossiers ([] when there are none)")
+	undelivered := fs.Bool("undelivered", false, "only dossiers not yet receipted by a hub")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if err := noArgs(fs); err != nil {
 		return err
 	}
-	recs, err := api.NewClient(*addr).ListAll(ctx)
+	client := api.NewClient(*addr)
+	list := client.ListAll
+	if *undelivered {
+		list = client.ListUndelivered
+	}
+	recs, err := list(ctx)
 	if err != nil {
 		return explain(err)
 	}
