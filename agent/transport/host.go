@@ -218,6 +218,10 @@ func (h *Host) connect(ctx context.Context, p peer.ID, addrs []ma.Multiaddr) err
 	defer cancel()
 	stop := context.AfterFunc(h.ctx, cancel)
 	defer stop()
+	// Dial exactly the address asked for: the peerstore may hold addresses
+	// identify learned earlier (the peer's own listen address behind a
+	// proxy or a port forward), which the swarm would otherwise try first.
+	h.host.Peerstore().ClearAddrs(p)
 	if err := h.host.Connect(dctx, peer.AddrInfo{ID: p, Addrs: addrs}); err != nil {
 		if h.ctx.Err() != nil {
 			return ErrClosed

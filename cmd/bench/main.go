@@ -18,7 +18,6 @@ import (
 	"crypto/ed25519"
 	"flag"
 	"fmt"
-	"math/rand/v2"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -28,11 +27,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/google/uuid"
-
 	"github.com/fieldsync/fieldsync/agent/api"
 	"github.com/fieldsync/fieldsync/agent/identity"
-	"github.com/fieldsync/fieldsync/agent/store"
 	"github.com/fieldsync/fieldsync/cmd/internal/harness"
 	"github.com/fieldsync/fieldsync/crdt"
 )
@@ -97,7 +93,7 @@ func run(ctx context.Context, o options) error {
 	}
 
 	fmt.Printf("generating %d signed dossier ops (~1 KB each)...\n", o.n)
-	ops, opBytes, err := generate(dev, o.n)
+	ops, opBytes, err := harness.SignedDossiers(dev, o.n, 6)
 	if err != nil {
 		return err
 	}
@@ -107,7 +103,7 @@ func run(ctx context.Context, o options) error {
 	// Limit 2: the store's own durable, verified, batched ingest, in process
 	// (no network): the sender's store is loaded this way.
 	fmt.Printf("loading the sender's store in process...\n")
-	ingestPerS, err := preload(sender.Data, dev, ops)
+	ingestPerS, err := harness.Preload(sender, ops)
 	if err != nil {
 		return err
 	}
@@ -212,56 +208,6 @@ func format(v float64) string {
 	return strconv.FormatFloat(v, 'f', 3, 64)
 }
 
-var (
-	surnames = []string{"Giàng", "Vừ", "Thò", "Lò", "Sùng", "Nguyễn", "Hoàng", "Lý", "Triệu", "Mùa", "Cầm", "Lương"}
-	middles  = []string{"Thị", "Văn", "Mí", "Seo", "A", "Thị Hồng", "Đức"}
-	givens   = []string{"Mỷ", "Chứ", "Súng", "Páo", "Dính", "Nhung", "Thào", "Pà", "Sính", "Lềnh", "Dế", "Chơ"}
-	communes = []string{"Pả Vi", "Khâu Vai", "Vạn Thạnh", "Tủa Chùa", "Thường Xuân", "Ngọc Lâm"}
-	ethnic   = []string{"Mông", "Thái", "Dao", "Kinh", "Tày", "Giáy"}
-)
-
-// generate writes n signed create ops of one device, chained by hash, with
-// realistic dossier fields padded to about 1 KB.
-func generate(dev *identity.Device, n int) ([]crdt.Signed, int64, error) {
-	r := rand.New(rand.NewPCG(6, 2025))
-	out := make([]crdt.Signed, 0, n)
-	var total int64
-	var prev []byte
-	wall := time.Date(2026, 11, 1, 7, 0, 0, 0, time.UTC).UnixMilli()
-	var clock crdt.Clock
-	note := []rune(strings.Repeat("Hộ gia đình ở điểm trường, đi bộ 2 giờ; đã chụp ảnh, lấy vân tay 10 ngón. ", 9))
-	for i := 1; i <= n; i++ {
-		id, err := uuid.NewV7()
-		if err != nil {
-			return nil, 0, err
-		}
-		values := map[string]string{
-			"full_name":         surnames[r.IntN(len(surnames))] + " " + middles[r.IntN(len(middles))] + " " + givens[r.IntN(len(givens))],
-			"date_of_birth":     fmt.Sprintf("%d-%02d-%02d", 1930+r.IntN(90), 1+r.IntN(12), 1+r.IntN(28)),
-			"sex":               []string{"nam", "nữ"}[r.IntN(2)],
-			"personal_id":       fmt.Sprintf("0020%02d%06d", r.IntN(100), r.IntN(1_000_000)),
-			"ethnicity":         ethnic[r.IntN(len(ethnic))],
-			"commune":           communes[r.IntN(len(communes))],
-			"permanent_address": fmt.Sprintf("Thôn %d, xã %s", 1+r.IntN(20), communes[r.IntN(len(communes))]),
-			"hometown":          "xã " + communes[r.IntN(len(communes))],
-			"phone":             fmt.Sprintf("09%08d", r.IntN(100_000_000)),
-			"notes":             string(note[:330+r.IntN(160)]),
-		}
-		op := &crdt.Op{Origin: dev.ID(), Seq: uint64(i), Prev: prev, Time: clock.Now(wall + int64(i)*50),
-			Record: id.String(), Kind: crdt.KindCreate, Fields: crdt.Writes(nil, values)}
-		s, err := crdt.Sign(op, dev.Private)
-		if err != nil {
-			return nil, 0, err
-		}
-		h := crdt.Hash(s.Body)
-		prev = h[:]
-		total += int64(len(s.Body) + len(s.Sig))
-		out = append(out, s)
-	}
-	fmt.Printf("  %d ops, %.0f bytes each on average\n", n, float64(total)/float64(n))
-	return out, total, nil
-}
-
 func verifyRate(dev *identity.Device, ops []crdt.Signed) float64 {
 	pub := dev.Public()
 	k := min(len(ops), 20_000)
@@ -272,37 +218,6 @@ func verifyRate(dev *identity.Device, ops []crdt.Signed) float64 {
 		}
 	}
 	return float64(k) / time.Since(t).Seconds()
-}
-
-// preload ingests the ops into the sender's store, as a peer's batches would
-// arrive, and returns the rate.
-func preload(dataDir string, dev *identity.Device, ops []crdt.Signed) (float64, error) {
-	opts := store.DefaultOptions(filepath.Join(dataDir, "store"))
-	opts.Self = dev.ID()
-	st, err := store.Open(opts)
-	if err != nil {
-		return 0, err
-	}
-	defer st.Close()
-	raw, err := dev.Credential.Marshal()
-	if err != nil {
-		return 0, err
-	}
-	if err := st.PutCredential(dev.ID(), dev.Public(), raw); err != nil {
-		return 0, err
-	}
-	const batch = 512
-	t := time.Now()
-	for i := 0; i < len(ops); i += batch {
-		res, err := st.Ingest(ops[i:min(i+batch, len(ops))], time.Now().UnixMilli())
-		if err != nil {
-			return 0, err
-		}
-		if len(res.Refused) > 0 {
-			return 0, fmt.Errorf("store refused op: %v", res.Refused[0].Err)
-		}
-	}
-	return float64(len(ops)) / time.Since(t).Seconds(), st.Close()
 }
 
 // rssMB reads a memory line (VmRSS, VmHWM) of a process, in MB.
