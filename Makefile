@@ -26,6 +26,10 @@ build:
 deps:
 	@bash .ci/deps.sh
 
+# The real-server tests must run in CI, not skip: deps installs PostgreSQL and
+# Chromium, and these variables turn "missing" into a failure.
+test: export FIELDSYNC_REQUIRE_POSTGRES = 1
+test: export FIELDSYNC_REQUIRE_BROWSER = 1
 test: deps build
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 20m ./...

@@ -92,13 +92,14 @@ func Check(t testing.TB, err error) {
 	if err == nil {
 		return
 	}
-	if errors.Is(err, ErrNoPostgres) {
-		if os.Getenv(RequireEnv) == "1" {
-			t.Fatalf("%v, and %s=1 (install the postgresql package: make deps)", err, RequireEnv)
-		}
+	switch {
+	case errors.Is(err, ErrNoPostgres) && os.Getenv(RequireEnv) == "1":
+		t.Fatalf("%v, and %s=1 (install the postgresql package: make deps)", err, RequireEnv)
+	case errors.Is(err, ErrNoPostgres):
 		t.Skipf("%v (install the postgresql package to run this test)", err)
+	default:
+		t.Fatalf("start postgres: %v", err)
 	}
-	t.Fatalf("start postgres: %v", err)
 }
 
 // CreateDatabase creates the database name on the server of dbURL and

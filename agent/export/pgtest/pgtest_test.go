@@ -132,3 +132,33 @@ func TestWatchdogStopsOrphan(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 }
+
+// outcomeTB records how Check ended a test instead of ending it.
+type outcomeTB struct {
+	testing.TB
+	outcome string
+}
+
+func (o *outcomeTB) Helper()               {}
+func (o *outcomeTB) Skipf(string, ...any)  { o.outcome = "skip" }
+func (o *outcomeTB) Fatalf(string, ...any) { o.outcome = "fatal" }
+
+func TestCheckSkipsOrFails(t *testing.T) {
+	for _, tc := range []struct {
+		err     error
+		require string
+		want    string
+	}{
+		{nil, "", ""},
+		{ErrNoPostgres, "", "skip"},
+		{ErrNoPostgres, "1", "fatal"},
+		{errors.New("initdb: boom"), "", "fatal"},
+	} {
+		t.Setenv(RequireEnv, tc.require)
+		o := &outcomeTB{TB: t}
+		Check(o, tc.err)
+		if o.outcome != tc.want {
+			t.Errorf("Check(%v) with %s=%q: %q, want %q", tc.err, RequireEnv, tc.require, o.outcome, tc.want)
+		}
+	}
+}
