@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
 	"sync"
 	"unicode/utf8"
 
@@ -21,7 +22,43 @@ const (
 	KindCreate Kind = 1
 	// KindUpdate changes some fields of a record.
 	KindUpdate Kind = 2
+	// KindResolve settles field conflicts: each field write supersedes
+	// exactly the values the admin saw.
+	KindResolve Kind = 3
+	// KindMerge writes, on the surviving record of a duplicate pair, the
+	// values the admin chose, and notes the merged record.
+	KindMerge Kind = 4
+	// KindRetire marks a record as merged into another (system field
+	// FieldRetiredInto). Its later edits are kept, not lost.
+	KindRetire Kind = 5
+	// KindDistinct marks two records as different people (system field
+	// DistinctPrefix+other id), so they stop being flagged as duplicates.
+	KindDistinct Kind = 6
 )
+
+// System fields: names starting with "_" are written only by settling ops,
+// never by input.
+const (
+	FieldRetiredInto = "_retired_into"
+	MergedPrefix     = "_merged_from."
+	DistinctPrefix   = "_distinct."
+)
+
+// Settles reports whether the op settles something an admin decides: a
+// settling kind, or any field write superseding more than one value (which
+// would silently settle a conflict). Only devices allowed to settle may
+// write such ops; every replica refuses them from any other device.
+func (o *Op) Settles() bool {
+	if o.Kind >= KindResolve {
+		return true
+	}
+	for name, w := range o.Fields {
+		if len(w.Seen) > 1 || strings.HasPrefix(name, "_") {
+			return true
+		}
+	}
+	return false
+}
 
 func (k Kind) String() string {
 	switch k {
@@ -29,6 +66,14 @@ func (k Kind) String() string {
 		return "create"
 	case KindUpdate:
 		return "update"
+	case KindResolve:
+		return "resolve"
+	case KindMerge:
+		return "merge"
+	case KindRetire:
+		return "retire"
+	case KindDistinct:
+		return "distinct"
 	}
 	return fmt.Sprintf("kind(%d)", uint8(k))
 }
@@ -166,7 +211,7 @@ func (o *Op) Validate() error {
 		return bad("previous hash of %d bytes", len(o.Prev))
 	case o.Record == "" || len(o.Record) > MaxRecordIDLen:
 		return bad("record id of %d bytes", len(o.Record))
-	case o.Kind != KindCreate && o.Kind != KindUpdate:
+	case o.Kind < KindCreate || o.Kind > KindDistinct:
 		return bad("unknown kind %d", o.Kind)
 	case len(o.Fields) == 0 || len(o.Fields) > MaxFields:
 		return bad("%d fields", len(o.Fields))

@@ -153,20 +153,51 @@ func (r *Record) Conflicts() []string {
 	return out
 }
 
-// Writes turns a set of new field values into the writes of an op made by a
-// device that holds this record as it is now: each write supersedes exactly
-// the live values of its field. A nil record (a new dossier) gives writes
-// that supersede nothing.
+// Writes turns a set of new field values into the writes of an ordinary
+// edit made by a device that holds this record as it is now: a field with one
+// live value is replaced; a field in conflict is not settled by an edit (that
+// is an admin's decision), so the new value joins the siblings. A nil record
+// (a new dossier) gives writes that supersede nothing.
 func Writes(r *Record, values map[string]string) map[string]FieldWrite {
 	out := make(map[string]FieldWrite, len(values))
 	for name, v := range values {
 		w := FieldWrite{Value: v}
 		if r != nil {
-			if reg, ok := r.Fields[name]; ok && len(reg.Live) > 0 {
+			if reg, ok := r.Fields[name]; ok && len(reg.Live) == 1 {
 				w.Seen = reg.LiveDots()
 			}
 		}
 		out[name] = w
 	}
 	return out
+}
+
+// SettlingWrites are the writes of an admin's decision: each field write
+// supersedes exactly the given dots (the values the admin saw). A value that
+// arrives later, concurrent with the decision, is not among them and so
+// survives as a new conflict instead of being lost. With seen nil for a
+// field, the field's live values as held now are superseded.
+func SettlingWrites(r *Record, values map[string]string, seen map[string][]Dot) map[string]FieldWrite {
+	out := make(map[string]FieldWrite, len(values))
+	for name, v := range values {
+		w := FieldWrite{Value: v}
+		if s, ok := seen[name]; ok {
+			w.Seen = slices.Clone(s)
+		} else if r != nil {
+			w.Seen = r.Fields[name].LiveDots()
+		}
+		if len(w.Seen) == 0 {
+			w.Seen = nil
+		}
+		out[name] = w
+	}
+	return out
+}
+
+// RetiredInto is the id of the record this one was merged into, or "".
+func (r *Record) RetiredInto() string {
+	if s, ok := r.Fields[FieldRetiredInto].Winner(); ok {
+		return s.Value
+	}
+	return ""
 }

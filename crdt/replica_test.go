@@ -30,6 +30,15 @@ func (d *device) write(recID string, values map[string]string, wall int64) *Op {
 	return op
 }
 
+// settle writes an admin's decision: it supersedes the values this device
+// sees for each field.
+func (d *device) settle(recID string, kind Kind, values map[string]string, wall int64) *Op {
+	d.seq++
+	op := &Op{Origin: d.name, Seq: d.seq, Time: d.clock.Now(wall), Record: recID, Kind: kind, Fields: SettlingWrites(d.rep.Records[recID], values, nil)}
+	d.rep.Deliver(op)
+	return op
+}
+
 func (d *device) receive(op *Op) {
 	d.clock.Observe(op.Time, op.Time.Wall, 1<<40)
 	d.rep.Deliver(op)
@@ -50,7 +59,7 @@ func scenario(t *rapid.T) ([]*device, []*Op) {
 	for s := 0; s < steps; s++ {
 		wall += int64(rapid.IntRange(0, 3).Draw(t, "tick"))
 		d := devs[rapid.IntRange(0, n-1).Draw(t, "who")]
-		switch rapid.IntRange(0, 2).Draw(t, "action") {
+		switch rapid.IntRange(0, 3).Draw(t, "action") {
 		case 0: // capture a new dossier
 			id := fmt.Sprintf("r%d", len(all))
 			all = append(all, d.write(id, map[string]string{"full_name": "Nguyễn Văn A", "sex": "nam"}, wall))
@@ -67,6 +76,15 @@ func scenario(t *rapid.T) ([]*device, []*Op) {
 			f := rapid.SampledFrom(fields).Draw(t, "field")
 			v := rapid.SampledFrom([]string{"Mý", "Mí", "Vừ Mí Chứ", "nữ", "Pả Vi", "0912345678"}).Draw(t, "value")
 			all = append(all, d.write(id, map[string]string{f: v}, wall))
+		case 3: // the admin (dev0) settles a conflict it sees
+			admin := devs[0]
+			for _, id := range sortedIDs(admin.rep) {
+				rec := admin.rep.Records[id]
+				if c := rec.Conflicts(); len(c) > 0 {
+					all = append(all, admin.settle(id, KindResolve, map[string]string{c[0]: "đã thống nhất"}, wall))
+					break
+				}
+			}
 		case 2: // partial sync: d receives a random subset of all ops, any order
 			for _, i := range rapid.Permutation(indexes(len(all))).Draw(t, "order") {
 				if rapid.Bool().Draw(t, "take") {
@@ -76,6 +94,15 @@ func scenario(t *rapid.T) ([]*device, []*Op) {
 		}
 	}
 	return devs, all
+}
+
+func sortedIDs(r *Replica) []string {
+	ids := make([]string, 0, len(r.Records))
+	for id := range r.Records {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	return ids
 }
 
 func indexes(n int) []int {
@@ -215,7 +242,14 @@ func TestConcurrentWritesAreSiblingsUntilAWriteSeesThem(t *testing.T) {
 			t.Fatalf("%s: conflicts %v", d.name, got)
 		}
 	}
-	settle := c.write("r1", map[string]string{"full_name": "Thò Thị Súng"}, 3000)
+	// An ordinary edit does not settle a conflict: it joins the siblings.
+	if w := Writes(c.rep.Records["r1"], map[string]string{"full_name": "x"}); len(w["full_name"].Seen) != 0 {
+		t.Fatalf("an edit of a field in conflict supersedes %v", w["full_name"].Seen)
+	}
+	settle := c.settle("r1", KindResolve, map[string]string{"full_name": "Thò Thị Súng"}, 3000)
+	if !settle.Settles() {
+		t.Fatal("a resolve op does not count as settling")
+	}
 	if len(settle.Fields["full_name"].Seen) != 2 {
 		t.Fatalf("settling write saw %v", settle.Fields["full_name"].Seen)
 	}
@@ -268,5 +302,80 @@ func TestReplicaWaitsForGaps(t *testing.T) {
 	}
 	if r.VV["a"] != 3 || r.Records["r"].Values()["sex"] != "khác" {
 		t.Fatalf("vv %v values %v", r.VV, r.Records["r"].Values())
+	}
+}
+
+// A decision concurrent with a new value supersedes only what the admin saw:
+// the new value survives as a new conflict.
+func TestDecisionConcurrentWithANewValue(t *testing.T) {
+	a := &device{name: "a", rep: NewReplica()}
+	b := &device{name: "b", rep: NewReplica()}
+	admin := &device{name: "admin", rep: NewReplica()}
+	create := a.write("r", map[string]string{"full_name": "Vừ Mí Chứ"}, 1)
+	b.receive(create)
+	fa := a.write("r", map[string]string{"full_name": "Vừ Mí Chử"}, 2)
+	fb := b.write("r", map[string]string{"full_name": "Vừ Mý Chứ"}, 2)
+	for _, op := range []*Op{create, fa, fb} {
+		admin.receive(op)
+	}
+	b.receive(fa)
+	decision := admin.settle("r", KindResolve, map[string]string{"full_name": "Vừ Mí Chứ"}, 3)
+	late := b.write("r", map[string]string{"full_name": "Vừ Mí Chứa"}, 3) // b had not seen the decision
+	for _, d := range []*device{a, b, admin} {
+		for _, op := range []*Op{create, fa, fb, decision, late} {
+			d.receive(op)
+		}
+		reg := d.rep.Records["r"].Fields["full_name"]
+		var vals []string
+		for _, s := range reg.Live {
+			vals = append(vals, s.Value)
+		}
+		slices.Sort(vals)
+		if !slices.Equal(vals, []string{"Vừ Mí Chứ", "Vừ Mí Chứa"}) {
+			t.Fatalf("%s: live %v, want the decision and the late value", d.name, vals)
+		}
+	}
+}
+
+// Two admins merging one record into two different survivors: the retired
+// record's pointer is itself a conflict an admin sees.
+func TestTwoAdminsMergingDifferently(t *testing.T) {
+	a := &device{name: "admin1", rep: NewReplica()}
+	b := &device{name: "admin2", rep: NewReplica()}
+	x := a.write("x", map[string]string{"full_name": "Sùng Seo Dính"}, 1)
+	b.receive(x)
+	ra := a.settle("x", KindRetire, map[string]string{FieldRetiredInto: "y"}, 2)
+	rb := b.settle("x", KindRetire, map[string]string{FieldRetiredInto: "z"}, 2)
+	a.receive(rb)
+	b.receive(ra)
+	for _, d := range []*device{a, b} {
+		rec := d.rep.Records["x"]
+		if !slices.Equal(rec.Conflicts(), []string{FieldRetiredInto}) {
+			t.Fatalf("%s: conflicts %v", d.name, rec.Conflicts())
+		}
+		if got := rec.RetiredInto(); got != "y" && got != "z" {
+			t.Fatalf("%s: retired into %q", d.name, got)
+		}
+	}
+}
+
+// A merge concurrent with an edit of the retired record keeps the edit.
+func TestMergeConcurrentWithAnEdit(t *testing.T) {
+	officer := &device{name: "officer", rep: NewReplica()}
+	admin := &device{name: "admin", rep: NewReplica()}
+	x := officer.write("x", map[string]string{"full_name": "Lò Văn Páo", "phone": "0912000000"}, 1)
+	admin.receive(x)
+	retire := admin.settle("x", KindRetire, map[string]string{FieldRetiredInto: "y"}, 2)
+	edit := officer.write("x", map[string]string{"phone": "0987000000"}, 2)
+	admin.receive(edit)
+	officer.receive(retire)
+	for _, d := range []*device{officer, admin} {
+		rec := d.rep.Records["x"]
+		if rec.RetiredInto() != "y" || rec.Values()["phone"] != "0987000000" {
+			t.Fatalf("%s: retired %q phone %q", d.name, rec.RetiredInto(), rec.Values()["phone"])
+		}
+	}
+	if edit.Settles() || !retire.Settles() {
+		t.Fatal("Settles misclassifies")
 	}
 }

@@ -36,3 +36,7 @@ var (
 // names another public key than the one already stored for that origin
 // (whose log was verified with it).
 var ErrWrongKey = errors.New("key does not match origin")
+
+// ErrNotAuthorized: an op settles a conflict or a duplicate but its origin
+// may not settle (only admin devices and hubs may).
+var ErrNotAuthorized = errors.New("settling op from a device that may not settle")

@@ -33,6 +33,8 @@ func quietLogger() *slog.Logger {
 func testOptions(dir string) Options {
 	o := DefaultOptions(dir)
 	o.Logger = quietLogger()
+	// Test devices may settle unless a test says otherwise.
+	o.MaySettle = func(string) bool { return true }
 	return o
 }
 

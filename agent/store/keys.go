@@ -29,6 +29,9 @@ import (
 //	k/<origin>/<seq 8B>  record id: a record created by origin's KindCreate op
 //	                     seq (every origin), for delivered/undelivered counts
 //	R/<hub device id>    the latest receipt signed by that hub (opaque bytes)
+//	x/h/<record>/<origin>/<seq 8B>  empty: an op that touched the record
+//	x/i/<key>\x00<record>  empty: the record has index key <key> (possible
+//	                     duplicates share one; Options.IndexKeys makes them)
 //	m/exported           CBOR version vector: ops exported to PostgreSQL
 //	m/clock              CBOR crdt.Timestamp: last time issued or observed, so
 //	                     the hybrid logical clock survives restarts
@@ -48,6 +51,8 @@ const (
 	prefixPeer     = "p/"
 	prefixCreate   = "k/"
 	prefixReceipt  = "R/"
+	prefixHistory  = "x/h/"
+	prefixIndex    = "x/i/"
 
 	keyClock    = "m/clock"
 	keySelf     = "m/self"
@@ -94,6 +99,12 @@ func createKey(origin string, seq uint64) []byte {
 }
 
 func receiptKey(hub string) []byte { return []byte(prefixReceipt + hub) }
+
+func historyKey(record, origin string, seq uint64) []byte {
+	return binary.BigEndian.AppendUint64([]byte(prefixHistory+record+"/"+origin+"/"), seq)
+}
+
+func indexKey(key, record string) []byte { return []byte(prefixIndex + key + "\x00" + record) }
 
 func u64(v uint64) []byte { return binary.BigEndian.AppendUint64(nil, v) }
 

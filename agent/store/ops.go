@@ -37,14 +37,39 @@ func (s *Store) Write(origin string, key ed25519.PrivateKey, recordID string, ki
 	defer s.leave()
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
-	o, err := s.write(origin, key, recordID, kind, values, wallMillis)
+	o, err := s.write(origin, key, recordID, kind, values, nil, wallMillis)
 	if err != nil {
 		return crdt.Opened{}, fmt.Errorf("write %s: %w", recordID, err)
 	}
 	return o, nil
 }
 
-func (s *Store) write(origin string, key ed25519.PrivateKey, recordID string, kind crdt.Kind, values map[string]string, wallMillis int64) (crdt.Opened, error) {
+// Settle writes an admin's decision on an existing record: an op of a
+// settling kind (crdt.KindResolve, KindMerge, KindRetire, KindDistinct)
+// whose field writes supersede exactly the dots in seen (the values the
+// admin saw), or, for a field missing from seen, the values live now.
+// Whether this device may settle is the caller's check.
+func (s *Store) Settle(origin string, key ed25519.PrivateKey, recordID string, kind crdt.Kind, values map[string]string, seen map[string][]crdt.Dot, wallMillis int64) (crdt.Opened, error) {
+	if kind < crdt.KindResolve {
+		return crdt.Opened{}, fmt.Errorf("settle %s: %s is not a settling kind", recordID, kind)
+	}
+	if err := s.enter(); err != nil {
+		return crdt.Opened{}, err
+	}
+	defer s.leave()
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	if seen == nil {
+		seen = map[string][]crdt.Dot{}
+	}
+	o, err := s.write(origin, key, recordID, kind, values, seen, wallMillis)
+	if err != nil {
+		return crdt.Opened{}, fmt.Errorf("settle %s: %w", recordID, err)
+	}
+	return o, nil
+}
+
+func (s *Store) write(origin string, key ed25519.PrivateKey, recordID string, kind crdt.Kind, values map[string]string, seen map[string][]crdt.Dot, wallMillis int64) (crdt.Opened, error) {
 	if err := s.checkFailed(); err != nil {
 		return crdt.Opened{}, err
 	}
@@ -79,11 +104,15 @@ func (s *Store) write(origin string, key ed25519.PrivateKey, recordID string, ki
 		if c.exists {
 			return crdt.Opened{}, ErrExists
 		}
-	case crdt.KindUpdate:
+	default:
 		if !c.exists {
 			return crdt.Opened{}, ErrNotFound
 		}
 		cur = c.rec
+	}
+	fields := crdt.Writes(cur, values)
+	if seen != nil {
+		fields = crdt.SettlingWrites(cur, values, seen)
 	}
 	head := w.head(origin)
 	clock := w.clock
@@ -93,7 +122,7 @@ func (s *Store) write(origin string, key ed25519.PrivateKey, recordID string, ki
 		Time:   clock.Now(wallMillis),
 		Record: recordID,
 		Kind:   kind,
-		Fields: crdt.Writes(cur, values),
+		Fields: fields,
 	}
 	if op.Seq > 1 {
 		op.Prev = head.Hash[:]
@@ -257,6 +286,12 @@ func (s *Store) ingestOrigin(w *writer, origin string, ops []crdt.Opened, wallMi
 	n, verr := crdt.VerifyRun(head, run, pub)
 	if s.verifyAll {
 		n, verr = verifyEach(run[:n], pub, n, verr)
+	}
+	for i, o := range run[:n] {
+		if o.Op.Settles() && origin != s.self && (s.maySettle == nil || !s.maySettle(origin)) {
+			n, verr = i, fmt.Errorf("%w: %s seq %d (%s) is not an admin device or hub", ErrNotAuthorized, origin, o.Op.Seq, o.Op.Kind)
+			break
+		}
 	}
 	for i, o := range run[:n] {
 		clock := w.clock

@@ -10,6 +10,8 @@ import (
 
 	"github.com/dgraph-io/badger/v4"
 	"github.com/dgraph-io/badger/v4/options"
+
+	"github.com/fieldsync/fieldsync/crdt"
 )
 
 // Options configure a store. The memory settings are sized for a laptop. An
@@ -88,6 +90,18 @@ type Options struct {
 	// must never keep, export or forward an op whose own signature a relay
 	// damaged. It costs one ed25519 verification per op.
 	VerifyEverySignature bool
+
+	// MaySettle reports whether an origin may write settling ops (resolving
+	// conflicts, merging or separating duplicates): only admin devices and
+	// hubs. Ingest refuses a settling op of any other origin, and the rest of
+	// that origin's run after it. Nil allows none but this device's own.
+	MaySettle func(origin string) bool
+
+	// IndexKeys returns the index keys of a record state (e.g. its personal
+	// ID number, its folded name and date of birth): records sharing a key
+	// are possible duplicates. Kept in the same transaction as the record.
+	// Keys must not contain NUL. Nil keeps no index.
+	IndexKeys func(*crdt.Record) []string
 }
 
 // DefaultOptions returns the options for a store in dir, sized for a laptop.

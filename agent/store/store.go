@@ -33,6 +33,8 @@ type Store struct {
 	commits    atomic.Uint64 // successful commits, for tests
 	trim       trimmer       // keeps mapped value-log pages from piling up
 	verifyAll  bool          // Options.VerifyEverySignature
+	maySettle  func(string) bool
+	indexKeys  func(*crdt.Record) []string
 
 	// mu guards the state readers see. It changes only after a commit has
 	// succeeded, and only under wmu.
@@ -62,6 +64,8 @@ func Open(opts Options) (*Store, error) {
 	s := &Store{
 		dir:       opts.Dir,
 		verifyAll: opts.VerifyEverySignature,
+		maySettle: opts.MaySettle,
+		indexKeys: opts.IndexKeys,
 		trim:      trimmer{dir: opts.Dir},
 		pubs:      map[string]ed25519.PublicKey{},
 		heads:     map[string]crdt.Head{},

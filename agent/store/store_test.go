@@ -182,7 +182,7 @@ func TestConcurrentUpdatesBecomeSiblings(t *testing.T) {
 	}
 
 	// A settles it, having seen both siblings.
-	oa, err := a.Write("laptopA", ka, "hs-1", crdt.KindUpdate, map[string]string{"full_name": "Giàng Seo Páo"}, baseWall+30)
+	oa, err := a.Settle("laptopA", ka, "hs-1", crdt.KindResolve, map[string]string{"full_name": "Giàng Seo Páo"}, nil, baseWall+30)
 	if err != nil {
 		t.Fatal(err)
 	}

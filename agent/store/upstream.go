@@ -3,6 +3,7 @@ package store
 import (
 	"fmt"
 	"sort"
+	"strings"
 
 	"github.com/dgraph-io/badger/v4"
 
@@ -147,4 +148,82 @@ func exportedIn(txn *badger.Txn) (crdt.VersionVector, error) {
 	}
 	err = item.Value(func(v []byte) error { return crdt.Unmarshal(v, &vv) })
 	return vv, err
+}
+
+// History returns every op that touched a record, as stored envelopes, in
+// the order of their (hybrid logical clock) time, which respects causality:
+// an op is after every op its writer had seen.
+func (s *Store) History(id string) ([]crdt.Opened, error) {
+	if err := s.enter(); err != nil {
+		return nil, err
+	}
+	defer s.leave()
+	var out []crdt.Opened
+	err := s.db.View(func(txn *badger.Txn) error {
+		prefix := prefixHistory + id + "/"
+		return scan(txn, prefix, false, func(k, _ []byte) error {
+			rest := k[len(prefix):]
+			if len(rest) < 9 {
+				return fmt.Errorf("history key %q: bad", k)
+			}
+			origin := string(rest[:len(rest)-9])
+			seq, _ := readU64(rest[len(rest)-8:])
+			item, err := txn.Get(opKey(origin, seq))
+			if err != nil {
+				return fmt.Errorf("history of %s: op %s:%d: %w", id, origin, seq, err)
+			}
+			var sg crdt.Signed
+			if err := item.Value(func(v []byte) error { return crdt.Unmarshal(v, &sg) }); err != nil {
+				return err
+			}
+			o, err := crdt.Open(sg)
+			if err != nil {
+				return err
+			}
+			out = append(out, o)
+			return nil
+		})
+	})
+	sort.SliceStable(out, func(i, j int) bool {
+		if c := out[i].Op.Time.Compare(out[j].Op.Time); c != 0 {
+			return c < 0
+		}
+		return out[i].Op.Dot().Compare(out[j].Op.Dot()) < 0
+	})
+	return out, err
+}
+
+// IndexGroups calls fn for every index key shared by two or more records,
+// with their ids in order; fn returns false to stop. One scan of the index.
+func (s *Store) IndexGroups(fn func(key string, ids []string) bool) error {
+	if err := s.enter(); err != nil {
+		return err
+	}
+	defer s.leave()
+	return s.db.View(func(txn *badger.Txn) error {
+		var cur string
+		var ids []string
+		stop := false
+		flush := func() {
+			if len(ids) > 1 && !stop {
+				stop = !fn(cur, ids)
+			}
+		}
+		err := scan(txn, prefixIndex, false, func(k, _ []byte) error {
+			rest := string(k[len(prefixIndex):])
+			i := strings.LastIndexByte(rest, 0)
+			if i < 0 {
+				return fmt.Errorf("index key %q: bad", k)
+			}
+			key, id := rest[:i], rest[i+1:]
+			if key != cur {
+				flush()
+				cur, ids = key, nil
+			}
+			ids = append(ids, id)
+			return nil
+		})
+		flush()
+		return err
+	})
 }

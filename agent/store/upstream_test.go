@@ -88,3 +88,55 @@ func TestDeliveriesAgainstReceipts(t *testing.T) {
 		t.Fatalf("exported %v %v", e, err)
 	}
 }
+
+// A settling op from a device that may not settle is refused, with the rest
+// of its origin's run; the history and duplicate indexes follow the records.
+func TestSettlingAuthorityHistoryAndIndexes(t *testing.T) {
+	officer := newSigner("officer", 3)
+	keys := func(r *crdt.Record) []string {
+		if r.RetiredInto() != "" {
+			return nil
+		}
+		if pid := r.Values()["personal_id"]; pid != "" {
+			return []string{"p:" + pid}
+		}
+		return nil
+	}
+	s, _ := openTest(t, func(o *Options) { o.MaySettle = func(string) bool { return false }; o.IndexKeys = keys })
+	if err := s.PutCredential("officer", officer.pub(), []byte("cred")); err != nil {
+		t.Fatal(err)
+	}
+	a := officer.next(t, "r1", crdt.KindCreate, plain(map[string]string{"personal_id": "002190000001"}), 10)
+	b := officer.next(t, "r2", crdt.KindCreate, plain(map[string]string{"personal_id": "002190000001"}), 11)
+	c := officer.next(t, "r2", crdt.KindUpdate, plain(map[string]string{"phone": "0912345678"}), 12)
+	settle := officer.next(t, "r1", crdt.KindRetire, plain(map[string]string{crdt.FieldRetiredInto: "r2"}), 13)
+	after := officer.next(t, "r1", crdt.KindUpdate, plain(map[string]string{"phone": "0900000000"}), 14)
+	res := mustIngest(t, s, []crdt.Signed{a, b, c, settle, after})
+	if res.AppliedOps() != 3 || len(res.Refused) != 1 || res.Refused[0].Seq != 4 || res.Refused[0].Count != 2 || !errors.Is(res.Refused[0].Err, ErrNotAuthorized) {
+		t.Fatalf("applied %d, refused %s", res.AppliedOps(), refusalsString(res.Refused))
+	}
+	var groups [][]string
+	if err := s.IndexGroups(func(key string, ids []string) bool { groups = append(groups, append([]string{key}, ids...)); return true }); err != nil {
+		t.Fatal(err)
+	}
+	if len(groups) != 1 || !slices.Equal(groups[0], []string{"p:002190000001", "r1", "r2"}) {
+		t.Fatalf("groups %v", groups)
+	}
+	h, err := s.History("r2")
+	if err != nil || len(h) != 2 || h[0].Op.Seq != 2 || h[1].Op.Seq != 3 {
+		t.Fatalf("history of r2: %d ops (%v)", len(h), err)
+	}
+	// An admin (here: this device's own op) retires r1: it leaves the index.
+	s2, _ := openTest(t, func(o *Options) { o.IndexKeys = keys })
+	if err := s2.PutCredential("officer", officer.pub(), []byte("cred")); err != nil {
+		t.Fatal(err)
+	}
+	mustIngest(t, s2, []crdt.Signed{a, b})
+	if _, err := s2.Settle("admin", testKey(9), "r1", crdt.KindRetire, map[string]string{crdt.FieldRetiredInto: "r2"}, nil, 20); err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	if err := s2.IndexGroups(func(string, []string) bool { n++; return true }); err != nil || n != 0 {
+		t.Fatalf("groups after retiring: %d (%v)", n, err)
+	}
+}

@@ -130,6 +130,26 @@ func (w *writer) apply(o crdt.Opened, clock crdt.Clock) error {
 		records++
 		es = append(es, entry{key: []byte(keyRecords), val: u64(records)})
 	}
+	// History: every op that touched the record.
+	es = append(es, entry{key: historyKey(op.Record, op.Origin, op.Seq), val: []byte{}})
+	// Indexes for possible duplicates: keys of the state before and after.
+	if w.s.indexKeys != nil {
+		var before []string
+		if c.exists {
+			before = w.s.indexKeys(c.rec)
+		}
+		after := w.s.indexKeys(rec)
+		for _, k := range before {
+			if !slices.Contains(after, k) {
+				es = append(es, entry{key: indexKey(k, op.Record), del: true})
+			}
+		}
+		for _, k := range after {
+			if !slices.Contains(before, k) {
+				es = append(es, entry{key: indexKey(k, op.Record), val: []byte{}})
+			}
+		}
+	}
 	own := op.Kind == crdt.KindCreate && op.Origin == w.s.self
 	if own {
 		es = append(es, entry{key: ownKey(op.Seq), val: []byte(op.Record)})
