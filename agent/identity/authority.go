@@ -159,6 +159,16 @@ func (a *Authority) Verifier() Verifier { return NewVerifier(a.Public) }
 // role ([ErrUnknownRole]), a public key of the wrong size and a negative or
 // sub-second validity.
 func (a *Authority) Issue(name string, role Role, pub ed25519.PublicKey, now time.Time, validity time.Duration) (Credential, error) {
+	return a.IssueTo(name, "", role, pub, now, validity)
+}
+
+// IssueTo is Issue for a device assigned to an officer (empty: none).
+func (a *Authority) IssueTo(name, officer string, role Role, pub ed25519.PublicKey, now time.Time, validity time.Duration) (Credential, error) {
+	if officer != "" {
+		if err := checkName(officer); err != nil {
+			return Credential{}, fmt.Errorf("officer: %w", err)
+		}
+	}
 	if err := a.check(); err != nil {
 		return Credential{}, fmt.Errorf("issue credential: %w", err)
 	}
@@ -189,6 +199,7 @@ func (a *Authority) Issue(name string, role Role, pub ed25519.PublicKey, now tim
 		PublicKey:  append(ed25519.PublicKey(nil), pub...),
 		IssuedAt:   issued,
 		Expires:    issued + int64(validity/time.Second),
+		Officer:    officer,
 	}
 	msg, err := c.signedBytes()
 	if err != nil {

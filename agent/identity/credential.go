@@ -75,6 +75,9 @@ type Credential struct {
 	// Signature is the authority's ed25519 signature over the signed bytes
 	// (see the package documentation). Omitted while signing.
 	Signature []byte `cbor:"8,keyasint,omitempty"`
+	// Officer is the officer the device is issued to, shown beside every
+	// change the device makes; empty when not given.
+	Officer string `cbor:"9,keyasint,omitempty"`
 }
 
 var (
@@ -182,6 +185,11 @@ func (c Credential) checkShape() error {
 		return malformed("signature is %d bytes, want %d", len(c.Signature), ed25519.SignatureSize)
 	case c.Expires <= c.IssuedAt:
 		return malformed("expiry %s is not after issue time %s", unixTime(c.Expires), unixTime(c.IssuedAt))
+	}
+	if c.Officer != "" {
+		if err := checkName(c.Officer); err != nil {
+			return fmt.Errorf("officer: %w", err)
+		}
 	}
 	if err := checkName(c.Name); err != nil {
 		return &detailError{msg: "malformed credential: " + err.Error(), sentinel: ErrMalformed, cause: err}

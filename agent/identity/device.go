@@ -55,6 +55,12 @@ type deploymentFile struct {
 // is written last and exclusively, so a run interrupted before it can simply
 // be repeated.
 func InitDevice(a *Authority, dataDir, name string, role Role, now time.Time, validity time.Duration, random io.Reader) (*Device, error) {
+	return InitDeviceFor(a, dataDir, name, "", role, now, validity, random)
+}
+
+// InitDeviceFor is InitDevice for a device assigned to an officer, whose
+// name the credential carries (empty: none).
+func InitDeviceFor(a *Authority, dataDir, name, officer string, role Role, now time.Time, validity time.Duration, random io.Reader) (*Device, error) {
 	if dataDir == "" {
 		return nil, errors.New("provision device: no data directory given")
 	}
@@ -78,7 +84,7 @@ func InitDevice(a *Authority, dataDir, name string, role Role, now time.Time, va
 		return nil, fmt.Errorf("provision device: read random: %w", err)
 	}
 	priv := ed25519.NewKeyFromSeed(seed)
-	cred, err := a.Issue(name, role, priv.Public().(ed25519.PublicKey), now, validity)
+	cred, err := a.IssueTo(name, officer, role, priv.Public().(ed25519.PublicKey), now, validity)
 	if err != nil {
 		return nil, err
 	}

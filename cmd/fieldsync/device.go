@@ -11,7 +11,7 @@ import (
 	"github.com/fieldsync/fieldsync/agent/identity"
 )
 
-const deviceUsage = `fieldsync device init --authority DIR --name NAME --data DATADIR [--role field|hub|admin] [--valid-days N] [--json]
+const deviceUsage = `fieldsync device init --authority DIR --name NAME --data DATADIR [--role field|hub|admin] [--officer NAME] [--valid-days N] [--json]
 
 Cấp danh tính cho một máy / Provision a laptop (or the hub) into the deployment:
 writes its key and credential into DATADIR, which then goes to that laptop.
@@ -41,6 +41,7 @@ type deviceInfo struct {
 	DeviceID   string    `json:"device_id"`
 	Name       string    `json:"name"`
 	Role       string    `json:"role"`
+	Officer    string    `json:"officer,omitempty"`
 	Deployment string    `json:"deployment"`
 	DataDir    string    `json:"data_dir"`
 	IssuedAt   time.Time `json:"issued_at"`
@@ -53,6 +54,7 @@ func runDeviceInit(_ context.Context, args []string, stdout, _ io.Writer) error 
 	name := fs.String("name", "", "device name shown to officers, e.g. laptop-a (required) (tên máy)")
 	dataDir := fs.String("data", "", "data directory to create for the device (required) (thư mục dữ liệu)")
 	roleName := fs.String("role", "field", "field, hub or admin (vai trò)")
+	officer := fs.String("officer", "", "the officer the device is issued to, shown beside each change it makes (cán bộ sử dụng)")
 	validDays := fs.Int("valid-days", 365, "days the credential stays valid (số ngày hiệu lực)")
 	asJSON := fs.Bool("json", false, "print the result as JSON")
 	if err := parseFlags(fs, args); err != nil {
@@ -80,7 +82,7 @@ func runDeviceInit(_ context.Context, args []string, stdout, _ io.Writer) error 
 		return err
 	}
 	validity := time.Duration(*validDays) * 24 * time.Hour
-	d, err := identity.InitDevice(a, *dataDir, *name, role, time.Now(), validity, rand.Reader)
+	d, err := identity.InitDeviceFor(a, *dataDir, *name, *officer, role, time.Now(), validity, rand.Reader)
 	if err != nil {
 		return err
 	}
@@ -88,6 +90,7 @@ func runDeviceInit(_ context.Context, args []string, stdout, _ io.Writer) error 
 		DeviceID:   d.ID(),
 		Name:       d.Credential.Name,
 		Role:       string(d.Credential.Role),
+		Officer:    d.Credential.Officer,
 		Deployment: d.Credential.Deployment,
 		DataDir:    *dataDir,
 		IssuedAt:   time.Unix(d.Credential.IssuedAt, 0).UTC(),
