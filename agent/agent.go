@@ -17,6 +17,7 @@ import (
 	"github.com/fieldsync/fieldsync/agent/membership"
 	"github.com/fieldsync/fieldsync/agent/store"
 	"github.com/fieldsync/fieldsync/agent/transport"
+	"github.com/fieldsync/fieldsync/agent/web"
 	"github.com/fieldsync/fieldsync/agent/wire"
 )
 
@@ -57,8 +58,9 @@ type Agent struct {
 }
 
 type deviceInfo struct {
-	Name string
-	Role identity.Role
+	Name    string
+	Role    identity.Role
+	Officer string
 }
 
 // New loads the device identity from cfg.DataDir, opens the store and binds
@@ -100,6 +102,8 @@ func New(cfg Config) (_ *Agent, err error) {
 	// A hub is the end of every relay path: it checks each op's own
 	// signature, not only the last of each run.
 	so.VerifyEverySignature = a.isHub
+	so.MaySettle = a.mayOriginSettle
+	so.IndexKeys = indexKeys
 	st, err := store.Open(so)
 	if err != nil {
 		return nil, err
@@ -112,7 +116,7 @@ func New(cfg Config) (_ *Agent, err error) {
 	if err := st.PutCredential(dev.ID(), dev.Public(), raw); err != nil {
 		return nil, fmt.Errorf("store own credential: %w", err)
 	}
-	a.names[dev.ID()] = deviceInfo{Name: dev.Name(), Role: dev.Credential.Role}
+	a.names[dev.ID()] = deviceInfo{Name: dev.Name(), Role: dev.Credential.Role, Officer: dev.Credential.Officer}
 	if err := a.loadReceipts(); err != nil {
 		return nil, err
 	}
@@ -158,6 +162,7 @@ func New(cfg Config) (_ *Agent, err error) {
 	ac.Schema = cfg.Schema
 	ac.Logger = a.log
 	ac.Now = cfg.Now
+	ac.UI = web.Handler()
 	if a.api, err = api.NewServer(ac, backend{a}); err != nil {
 		return nil, err
 	}
@@ -214,7 +219,9 @@ func (a *Agent) Close() error {
 		}
 		a.mu.Lock()
 		for _, s := range a.sessions {
-			s.stream.Reset()
+			if s != nil { // nil: a session being opened
+				s.stream.Reset()
+			}
 		}
 		a.mu.Unlock()
 		if a.host != nil {
@@ -246,7 +253,7 @@ func (a *Agent) admit(pub ed25519.PublicKey, raw []byte) (transport.Peer, error)
 		return transport.Peer{}, fmt.Errorf("store credential: %w", err)
 	}
 	a.mu.Lock()
-	a.names[cred.DeviceID] = deviceInfo{Name: cred.Name, Role: cred.Role}
+	a.names[cred.DeviceID] = deviceInfo{Name: cred.Name, Role: cred.Role, Officer: cred.Officer}
 	a.mu.Unlock()
 	return transport.Peer{DeviceID: cred.DeviceID, Name: cred.Name}, nil
 }
@@ -269,7 +276,7 @@ func (a *Agent) acceptCredential(origin string, raw []byte) error {
 		return err
 	}
 	a.mu.Lock()
-	a.names[origin] = deviceInfo{Name: cred.Name, Role: cred.Role}
+	a.names[origin] = deviceInfo{Name: cred.Name, Role: cred.Role, Officer: cred.Officer}
 	a.mu.Unlock()
 	return nil
 }
@@ -292,7 +299,7 @@ func (a *Agent) deviceName(id string) string {
 		return id
 	}
 	a.mu.Lock()
-	a.names[id] = deviceInfo{Name: cred.Name, Role: cred.Role}
+	a.names[id] = deviceInfo{Name: cred.Name, Role: cred.Role, Officer: cred.Officer}
 	a.mu.Unlock()
 	return cred.Name
 }

@@ -5,11 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
 
 	"github.com/fieldsync/fieldsync/agent/api"
+	"github.com/fieldsync/fieldsync/agent/schema"
 	"github.com/fieldsync/fieldsync/agent/store"
 	"github.com/fieldsync/fieldsync/crdt"
 )
@@ -114,6 +116,10 @@ func (b backend) Status(_ context.Context) (api.Status, error) {
 	}
 	st.WireBytesIn, st.WireBytesOut = a.host.WireBytes()
 	st.RefusedOps, st.DuplicateOps = a.refusedOps.Load(), a.dupOps.Load()
+	st.CanSettle = a.canSettle()
+	if dups, err := b.Duplicates(context.Background()); err == nil {
+		st.Duplicates = len(dups)
+	}
 	st.Upstream = a.upstreamStatus()
 	if st.Listen == nil {
 		st.Listen = []string{}
@@ -160,21 +166,28 @@ func (a *Agent) peers() []api.Peer {
 // view turns a merged record into its API shape. An empty shown value means
 // the field was cleared.
 func (a *Agent) view(r *crdt.Record) api.Record {
-	out := api.Record{ID: r.ID, Fields: map[string]string{}, Conflicts: map[string][]api.Value{}, UpdatedAt: hlcTime(r.Updated)}
+	out := api.Record{ID: r.ID, Fields: map[string]string{}, Conflicts: map[string][]api.Value{}, UpdatedAt: hlcTime(r.Updated),
+		RetiredInto: r.RetiredInto()}
 	for name, reg := range r.Fields {
 		if w, ok := reg.Winner(); ok && w.Value != "" {
-			out.Fields[name] = w.Value
+			switch {
+			case strings.HasPrefix(name, crdt.MergedPrefix):
+				out.MergedFrom = append(out.MergedFrom, strings.TrimPrefix(name, crdt.MergedPrefix))
+			case !strings.HasPrefix(name, "_"):
+				out.Fields[name] = w.Value
+			}
 		}
 		if reg.Conflict() {
 			vals := make([]api.Value, 0, len(reg.Live))
 			for i := len(reg.Live) - 1; i >= 0; i-- { // latest first
 				s := reg.Live[i]
 				vals = append(vals, api.Value{Value: s.Value, Device: a.deviceName(s.Dot.Origin), DeviceID: s.Dot.Origin,
-					At: hlcTime(s.Time), Op: fmt.Sprintf("%s:%d", s.Dot.Origin, s.Dot.Seq)})
+					At: hlcTime(s.Time), Op: fmt.Sprintf("%s:%d", s.Dot.Origin, s.Dot.Seq), Officer: a.officerOf(s.Dot.Origin)})
 			}
 			out.Conflicts[name] = vals
 		}
 	}
+	sort.Strings(out.MergedFrom)
 	if r.Created != (crdt.Dot{}) {
 		out.CreatedBy = a.deviceName(r.Created.Origin)
 		t := hlcTime(r.CreatedAt)
@@ -214,3 +227,31 @@ func (b backend) Undelivered(_ context.Context, after string, limit int) ([]api.
 }
 
 var _ api.UndeliveredLister = backend{}
+
+// Search lists records whose name, personal ID number or commune contains q,
+// compared without case or diacritics, in id order.
+func (b backend) Search(_ context.Context, q string, after string, limit int) ([]api.Record, string, error) {
+	needle := schema.FoldNameNoDiacritics(q)
+	out := []api.Record{}
+	more := false
+	err := b.a.store.Records(after, func(r *crdt.Record) bool {
+		v := r.Values()
+		hay := schema.FoldNameNoDiacritics(v[schema.FieldFullName] + " " + v[schema.FieldPersonalID] + " " + v[schema.FieldCommune])
+		if !strings.Contains(hay, needle) {
+			return true
+		}
+		if len(out) == limit {
+			more = true
+			return false
+		}
+		out = append(out, b.a.view(r))
+		return true
+	})
+	next := ""
+	if more && len(out) > 0 {
+		next = out[len(out)-1].ID
+	}
+	return out, next, err
+}
+
+var _ api.Searcher = backend{}

@@ -101,6 +101,8 @@ func answerFor(err error) *answer {
 		return newAnswer(http.StatusBadRequest, "the update sets no fields", "bản cập nhật không có trường nào")
 	case errors.Is(err, ErrNotFound):
 		return answerNotFound()
+	case errors.Is(err, ErrForbidden):
+		return newAnswer(http.StatusForbidden, err.Error(), "chỉ máy quản trị hoặc máy chủ trung tâm mới được giải quyết")
 	case errors.Is(err, ErrConflict):
 		return newAnswer(http.StatusConflict, err.Error(), "xung đột với trạng thái hiện tại của hồ sơ")
 	}

@@ -48,6 +48,8 @@ type Config struct {
 	// Schema validates every created and updated record. Default
 	// schema.Dossier().
 	Schema schema.Schema
+	// UI, if set, serves the admin web page at GET / and GET /ui/….
+	UI http.Handler
 	// Logger receives one Debug line per request and an Error line per
 	// internal error; never field values. nil discards.
 	Logger *slog.Logger
@@ -161,8 +163,14 @@ func (s *Server) routes() *http.ServeMux {
 	mux.HandleFunc("/v1/records/{id}", s.notAllowed("GET, HEAD, PATCH"))
 	mux.HandleFunc("GET /v1/status", s.status)
 	mux.HandleFunc("/v1/status", s.notAllowed("GET, HEAD"))
+	s.adminRoutes(mux)
 	mux.HandleFunc("GET /healthz", s.health)
 	mux.HandleFunc("/healthz", s.notAllowed("GET, HEAD"))
+	if s.cfg.UI != nil {
+		// The admin web page: GET / and its assets.
+		mux.Handle("GET /{$}", s.cfg.UI)
+		mux.Handle("GET /ui/", s.cfg.UI)
+	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { s.fail(w, r, answerNoRoute()) })
 	return mux
 }
@@ -258,6 +266,16 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		list = u.Undelivered
+	}
+	if text := strings.TrimSpace(q.Get("q")); text != "" {
+		sr, ok := s.backend.(Searcher)
+		if !ok {
+			s.fail(w, r, newAnswer(http.StatusNotImplemented, "this agent cannot search", "tác tử này không tìm kiếm được"))
+			return
+		}
+		list = func(ctx context.Context, after string, limit int) ([]Record, string, error) {
+			return sr.Search(ctx, text, after, limit)
+		}
 	}
 	recs, next, err := list(r.Context(), after, limit)
 	if err != nil {

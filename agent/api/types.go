@@ -16,6 +16,7 @@ type Value struct {
 	DeviceID string    `json:"device_id"`
 	At       time.Time `json:"at"` // RFC 3339, UTC
 	Op       string    `json:"op"` // "<origin>:<seq>"
+	Officer  string    `json:"officer,omitempty"`
 }
 
 // Record is a dossier as the API shows it.
@@ -30,6 +31,11 @@ type Record struct {
 	CreatedBy string             `json:"created_by,omitempty"` // device name
 	CreatedAt *time.Time         `json:"created_at,omitempty"`
 	UpdatedAt time.Time          `json:"updated_at"`
+	// RetiredInto is the surviving dossier this one was merged into; its
+	// later edits are kept.
+	RetiredInto string `json:"retired_into,omitempty"`
+	// MergedFrom lists dossiers merged into this one.
+	MergedFrom []string `json:"merged_from,omitempty"`
 }
 
 // Peer is another device of the deployment as this agent sees it.
@@ -76,8 +82,13 @@ type Status struct {
 	AtRisk int `json:"at_risk"`
 	// Held counts this device's own dossiers held by at least one other
 	// device.
-	Held      int    `json:"held_elsewhere"`
-	Conflicts int    `json:"conflicts"`
+	Held      int `json:"held_elsewhere"`
+	Conflicts int `json:"conflicts"`
+	// Duplicates counts groups of possible duplicate dossiers.
+	Duplicates int `json:"duplicates"`
+	// CanSettle: this device may settle conflicts and duplicates (an admin
+	// device or the hub).
+	CanSettle bool   `json:"can_settle"`
 	Version   string `json:"version"`
 	// WireBytesIn and WireBytesOut count raw TCP bytes of data connections
 	// (Noise and multiplexing included) since the agent started.
@@ -153,6 +164,13 @@ type Backend interface {
 // records whose creation is not yet covered by a hub's receipt.
 type UndeliveredLister interface {
 	Undelivered(ctx context.Context, after string, limit int) (records []Record, next string, err error)
+}
+
+// Searcher is implemented by backends that can filter the list:
+// GET /v1/records?q=TEXT lists the records whose name, personal ID number or
+// commune contain TEXT (case and diacritics ignored).
+type Searcher interface {
+	Search(ctx context.Context, q, after string, limit int) (records []Record, next string, err error)
 }
 
 // ErrNotFound: no record has the given id. Backends return or wrap it; the

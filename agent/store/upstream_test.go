@@ -116,7 +116,10 @@ func TestSettlingAuthorityHistoryAndIndexes(t *testing.T) {
 		t.Fatalf("applied %d, refused %s", res.AppliedOps(), refusalsString(res.Refused))
 	}
 	var groups [][]string
-	if err := s.IndexGroups(func(key string, ids []string) bool { groups = append(groups, append([]string{key}, ids...)); return true }); err != nil {
+	if err := s.IndexGroups(func(key string, ids []string) bool {
+		groups = append(groups, append([]string{key}, ids...))
+		return true
+	}); err != nil {
 		t.Fatal(err)
 	}
 	if len(groups) != 1 || !slices.Equal(groups[0], []string{"p:002190000001", "r1", "r2"}) {

@@ -58,6 +58,12 @@ func commands() []command {
 		{"get", "xem một hồ sơ / show one dossier", runGet},
 		{"list", "liệt kê mọi hồ sơ / list every dossier", runList},
 		{"status", "trạng thái của tác tử / the agent's status", runStatus},
+		{"conflicts", "liệt kê xung đột / list field conflicts", runConflicts},
+		{"resolve", "giải quyết một xung đột (máy quản trị) / settle a conflict (admin device)", runResolve},
+		{"duplicates", "hồ sơ có thể trùng / possible duplicate dossiers", runDuplicates},
+		{"merge", "gộp hai hồ sơ của một người (máy quản trị) / merge two dossiers (admin device)", runMerge},
+		{"distinct", "không phải cùng một người (máy quản trị) / not the same person (admin device)", runDistinct},
+		{"history", "lịch sử một hồ sơ / a dossier's history", runHistory},
 		{"version", "phiên bản / print the version", runVersion},
 	}
 }

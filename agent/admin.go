@@ -1,0 +1,286 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/fieldsync/fieldsync/agent/api"
+	"github.com/fieldsync/fieldsync/agent/identity"
+	"github.com/fieldsync/fieldsync/agent/schema"
+	"github.com/fieldsync/fieldsync/agent/store"
+	"github.com/fieldsync/fieldsync/crdt"
+)
+
+var _ api.Admin = backend{}
+
+// canSettle: only an admin device or the hub settles conflicts and
+// duplicates. Every replica enforces the same rule on ops it receives
+// (mayOriginSettle), so a field laptop's decision could not spread anyway.
+func (a *Agent) canSettle() bool {
+	r := a.dev.Credential.Role
+	return r == identity.RoleAdmin || r == identity.RoleHub
+}
+
+// mayOriginSettle is the store's check on received settling ops: the
+// origin's credential must carry the admin or hub role.
+func (a *Agent) mayOriginSettle(origin string) bool {
+	r := a.roleOf(origin)
+	return r == identity.RoleAdmin || r == identity.RoleHub
+}
+
+// roleOf returns a device's role from its credential ("" when unknown).
+func (a *Agent) roleOf(id string) identity.Role {
+	a.mu.Lock()
+	info, ok := a.names[id]
+	a.mu.Unlock()
+	if ok {
+		return info.Role
+	}
+	a.deviceName(id) // loads the credential into names
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.names[id].Role
+}
+
+// indexKeys are the keys under which possible duplicates meet: the personal
+// ID number, and the name folded (NFC, case, spaces; and again without
+// diacritics, since "Mý" and "Mí" are a common mistyping) with the date of
+// birth. A retired (merged) dossier has none.
+func indexKeys(r *crdt.Record) []string {
+	if r.RetiredInto() != "" {
+		return nil
+	}
+	v := r.Values()
+	var keys []string
+	if pid := v[schema.FieldPersonalID]; pid != "" {
+		keys = append(keys, "p|"+pid)
+	}
+	name, dob := v[schema.FieldFullName], v[schema.FieldDateOfBirth]
+	if name != "" && dob != "" {
+		keys = append(keys, "n|"+schema.FoldName(name)+"|"+dob)
+		// Without diacritics, and with y and i as one letter: Vietnamese
+		// spelling swaps them ("Mý"/"Mí", "Mỹ"/"Mĩ"), a common mistyping.
+		if plain := strings.ReplaceAll(schema.FoldNameNoDiacritics(name), "y", "i"); plain != schema.FoldName(name) {
+			keys = append(keys, "d|"+plain+"|"+dob)
+		}
+	}
+	for i, k := range keys {
+		keys[i] = strings.ReplaceAll(k, "\x00", "")
+	}
+	return keys
+}
+
+func (b backend) Conflicts(_ context.Context) ([]api.Conflict, error) {
+	a := b.a
+	var ids []string
+	if err := a.store.ConflictedRecords(func(id string) bool { ids = append(ids, id); return true }); err != nil {
+		return nil, err
+	}
+	out := []api.Conflict{}
+	for _, id := range ids {
+		rec, err := a.store.Record(id)
+		if errors.Is(err, store.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		v := a.view(rec)
+		for _, field := range rec.Conflicts() {
+			out = append(out, api.Conflict{Record: id, Field: field, FullName: v.Fields[schema.FieldFullName], Values: v.Conflicts[field]})
+		}
+	}
+	return out, nil
+}
+
+func (b backend) Resolve(_ context.Context, id string, req api.ResolveRequest) (api.Record, error) {
+	a := b.a
+	if !a.canSettle() {
+		return api.Record{}, fmt.Errorf("%w (this device is %s)", api.ErrForbidden, a.dev.Credential.Role)
+	}
+	if strings.HasPrefix(req.Field, "_") && req.Field != crdt.FieldRetiredInto {
+		return api.Record{}, fmt.Errorf("%w: field %s cannot be resolved", api.ErrConflict, req.Field)
+	}
+	var seen map[string][]crdt.Dot
+	if len(req.Seen) > 0 {
+		dots := make([]crdt.Dot, 0, len(req.Seen))
+		for _, s := range req.Seen {
+			d, err := parseDot(s)
+			if err != nil {
+				return api.Record{}, fmt.Errorf("%w: seen %q: %w", api.ErrConflict, s, err)
+			}
+			dots = append(dots, d)
+		}
+		seen = map[string][]crdt.Dot{req.Field: dots}
+	}
+	return b.settle(id, crdt.KindResolve, map[string]string{req.Field: req.Value}, seen)
+}
+
+func (b backend) settle(id string, kind crdt.Kind, values map[string]string, seen map[string][]crdt.Dot) (api.Record, error) {
+	a := b.a
+	if seen == nil {
+		seen = map[string][]crdt.Dot{}
+	}
+	op, err := a.store.Settle(a.dev.ID(), a.dev.Private, id, kind, values, seen, a.cfg.Now().UnixMilli())
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return api.Record{}, fmt.Errorf("%w: %s", api.ErrNotFound, id)
+	case err != nil:
+		return api.Record{}, err
+	}
+	a.log.Info("settled", "record", id, "kind", kind.String(), "op_seq", op.Op.Seq, "fields", len(values))
+	a.changed()
+	rec, err := a.store.Record(id)
+	if err != nil {
+		return api.Record{}, err
+	}
+	return a.view(rec), nil
+}
+
+func parseDot(s string) (crdt.Dot, error) {
+	i := strings.LastIndexByte(s, ':')
+	if i <= 0 {
+		return crdt.Dot{}, errors.New("want origin:seq")
+	}
+	seq, err := strconv.ParseUint(s[i+1:], 10, 64)
+	if err != nil || seq == 0 {
+		return crdt.Dot{}, errors.New("want origin:seq")
+	}
+	return crdt.Dot{Origin: s[:i], Seq: seq}, nil
+}
+
+func (b backend) Duplicates(_ context.Context) ([]api.Duplicate, error) {
+	a := b.a
+	bySet := map[string]int{} // record set -> index in out
+	out := []api.Duplicate{}
+	distinct := map[string]*crdt.Record{}
+	get := func(id string) *crdt.Record {
+		if r, ok := distinct[id]; ok {
+			return r
+		}
+		r, err := a.store.Record(id)
+		if err != nil {
+			r = nil
+		}
+		distinct[id] = r
+		return r
+	}
+	err := a.store.IndexGroups(func(key string, ids []string) bool {
+		// Drop pairs an admin marked as different people.
+		live := slices.Clone(ids)
+		if allDistinct(live, get) {
+			return true
+		}
+		reason := "name_dob"
+		if strings.HasPrefix(key, "p|") {
+			reason = "personal_id"
+		}
+		set := strings.Join(live, ",")
+		if i, ok := bySet[set]; ok {
+			// One group found under several keys: the personal ID number
+			// is the stronger reason.
+			if reason == "personal_id" {
+				out[i].Reason, out[i].Key = reason, key[2:]
+			}
+			return true
+		}
+		bySet[set] = len(out)
+		out = append(out, api.Duplicate{Records: live, Reason: reason, Key: key[2:]})
+		return true
+	})
+	sort.SliceStable(out, func(i, j int) bool { return out[i].Reason > out[j].Reason })
+	return out, err
+}
+
+// allDistinct reports whether every pair of the group is marked as two
+// different people.
+func allDistinct(ids []string, get func(string) *crdt.Record) bool {
+	for i := range ids {
+		for j := i + 1; j < len(ids); j++ {
+			x, y := min(ids[i], ids[j]), max(ids[i], ids[j])
+			r := get(x)
+			if r == nil {
+				continue
+			}
+			if s, ok := r.Fields[crdt.DistinctPrefix+y].Winner(); !ok || s.Value == "" {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+func (b backend) Merge(_ context.Context, req api.MergeRequest) (api.Record, error) {
+	a := b.a
+	if !a.canSettle() {
+		return api.Record{}, fmt.Errorf("%w (this device is %s)", api.ErrForbidden, a.dev.Credential.Role)
+	}
+	for _, id := range []string{req.Survivor, req.Other} {
+		if _, err := a.store.Record(id); errors.Is(err, store.ErrNotFound) {
+			return api.Record{}, fmt.Errorf("%w: %s", api.ErrNotFound, id)
+		} else if err != nil {
+			return api.Record{}, err
+		}
+	}
+	values := map[string]string{crdt.MergedPrefix + req.Other: "1"}
+	for k, v := range req.Fields {
+		values[k] = v
+	}
+	// The survivor first: if the laptop stops between the two ops, the
+	// pair still shows as duplicates and the admin merges again.
+	rec, err := b.settle(req.Survivor, crdt.KindMerge, values, nil)
+	if err != nil {
+		return api.Record{}, err
+	}
+	if _, err := b.settle(req.Other, crdt.KindRetire, map[string]string{crdt.FieldRetiredInto: req.Survivor}, nil); err != nil {
+		return api.Record{}, err
+	}
+	return rec, nil
+}
+
+func (b backend) Distinct(_ context.Context, x, y string) error {
+	a := b.a
+	if !a.canSettle() {
+		return fmt.Errorf("%w (this device is %s)", api.ErrForbidden, a.dev.Credential.Role)
+	}
+	if _, err := a.store.Record(max(x, y)); errors.Is(err, store.ErrNotFound) {
+		return fmt.Errorf("%w: %s", api.ErrNotFound, max(x, y))
+	}
+	_, err := b.settle(min(x, y), crdt.KindDistinct, map[string]string{crdt.DistinctPrefix + max(x, y): "1"}, nil)
+	return err
+}
+
+func (b backend) History(_ context.Context, id string) ([]api.HistoryEntry, error) {
+	a := b.a
+	if _, err := a.store.Record(id); errors.Is(err, store.ErrNotFound) {
+		return nil, fmt.Errorf("%w: %s", api.ErrNotFound, id)
+	}
+	ops, err := a.store.History(id)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]api.HistoryEntry, 0, len(ops))
+	for _, o := range ops {
+		e := api.HistoryEntry{Op: fmt.Sprintf("%s:%d", o.Op.Origin, o.Op.Seq), Kind: o.Op.Kind.String(),
+			Device: a.deviceName(o.Op.Origin), DeviceID: o.Op.Origin, Officer: a.officerOf(o.Op.Origin),
+			At: hlcTime(o.Op.Time), Fields: map[string]string{}}
+		for name, w := range o.Op.Fields {
+			e.Fields[name] = w.Value
+		}
+		out = append(out, e)
+	}
+	return out, nil
+}
+
+// officerOf returns the officer named in a device's credential.
+func (a *Agent) officerOf(id string) string {
+	a.deviceName(id)
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.names[id].Officer
+}
