@@ -284,3 +284,21 @@ func (a *Agent) officerOf(id string) string {
 	defer a.mu.Unlock()
 	return a.names[id].Officer
 }
+
+// duplicateCount is the number of duplicate groups for status, recomputed
+// only after the store changed (status is polled; the scan is not free at
+// 100,000 dossiers).
+func (a *Agent) duplicateCount() int {
+	gen := a.changes.Load()
+	a.dupMu.Lock()
+	defer a.dupMu.Unlock()
+	if a.dupGen == gen && a.dupValid {
+		return a.dupCount
+	}
+	dups, err := backend{a}.Duplicates(context.Background())
+	if err != nil {
+		return a.dupCount
+	}
+	a.dupCount, a.dupGen, a.dupValid = len(dups), gen, true
+	return a.dupCount
+}

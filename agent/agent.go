@@ -47,6 +47,11 @@ type Agent struct {
 	exporter    exporter      // nil unless a hub with --postgres
 	receiptWake chan struct{} // hub: new ops may need a receipt
 	refusedOps  atomic.Uint64
+	changes     atomic.Uint64 // bumped by every commit that added ops
+	dupMu       sync.Mutex
+	dupCount    int
+	dupGen      uint64
+	dupValid    bool
 	dupOps      atomic.Uint64
 	joinWarnAt  time.Time
 
@@ -319,6 +324,7 @@ func (a *Agent) wakeSessions() {
 // session so the new ops are pushed at once, and refreshes the digest
 // gossiped to the LAN (at most once a second: gossip is a hint).
 func (a *Agent) changed() {
+	a.changes.Add(1)
 	if a.isHub {
 		a.kickReceipts()
 	}

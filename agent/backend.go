@@ -117,9 +117,7 @@ func (b backend) Status(_ context.Context) (api.Status, error) {
 	st.WireBytesIn, st.WireBytesOut = a.host.WireBytes()
 	st.RefusedOps, st.DuplicateOps = a.refusedOps.Load(), a.dupOps.Load()
 	st.CanSettle = a.canSettle()
-	if dups, err := b.Duplicates(context.Background()); err == nil {
-		st.Duplicates = len(dups)
-	}
+	st.Duplicates = a.duplicateCount()
 	st.Upstream = a.upstreamStatus()
 	if st.Listen == nil {
 		st.Listen = []string{}
