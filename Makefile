@@ -30,6 +30,7 @@ deps:
 # Chromium, and these variables turn "missing" into a failure.
 test: export FIELDSYNC_REQUIRE_POSTGRES = 1
 test: export FIELDSYNC_REQUIRE_BROWSER = 1
+test: export FIELDSYNC_NETNS_TEST = $(shell [ "$$(id -u)" = 0 ] && command -v ip >/dev/null && echo 1)
 test: deps build
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 20m ./...

@@ -5,6 +5,8 @@ set -euo pipefail
 need=()
 # PostgreSQL server binaries for the export tests (a throwaway cluster per run).
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
+# iproute2 for the mDNS tests between network namespaces.
+command -v ip >/dev/null 2>&1 || need+=(iproute2)
 # Headless Chromium for the web page's end-to-end tests.
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 if [ ${#need[@]} -eq 0 ]; then
