@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/fieldsync/fieldsync/agent/api"
 	"github.com/fieldsync/fieldsync/agent/identity"
@@ -286,15 +287,17 @@ func (a *Agent) officerOf(id string) string {
 }
 
 // duplicateCount is the number of duplicate groups for status, recomputed
-// only after the store changed (status is polled; the scan is not free at
-// 100,000 dossiers).
+// only after the store changed and at most every few seconds: status is
+// polled, and the index scan is not free at 100,000 dossiers. The
+// duplicates queue itself is always computed fresh.
 func (a *Agent) duplicateCount() int {
 	gen := a.changes.Load()
 	a.dupMu.Lock()
 	defer a.dupMu.Unlock()
-	if a.dupGen == gen && a.dupValid {
+	if a.dupValid && (a.dupGen == gen || time.Since(a.dupAt) < 5*time.Second) {
 		return a.dupCount
 	}
+	a.dupAt = time.Now()
 	dups, err := backend{a}.Duplicates(context.Background())
 	if err != nil {
 		return a.dupCount

@@ -52,6 +52,7 @@ type Agent struct {
 	dupCount    int
 	dupGen      uint64
 	dupValid    bool
+	dupAt       time.Time
 	dupOps      atomic.Uint64
 	joinWarnAt  time.Time
 

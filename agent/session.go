@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/fieldsync/fieldsync/agent/api"
+	"github.com/fieldsync/fieldsync/agent/identity"
 	"github.com/fieldsync/fieldsync/agent/store"
 	"github.com/fieldsync/fieldsync/agent/syncer"
 	"github.com/fieldsync/fieldsync/agent/transport"
@@ -138,7 +139,15 @@ func (a *Agent) runSession(p transport.Peer, st transport.Stream) {
 	default:
 	}
 	a.sessions[p.PeerID] = s
+	peerRole := a.names[p.DeviceID].Role
 	a.mu.Unlock()
+	if a.isHub && peerRole != identity.RoleHub {
+		// A hub takes everything a laptop carries but sends down only its
+		// own ops (decisions taken at the hub), never the province's
+		// dossiers: borrowed links are scarce and laptops get lost.
+		self := a.dev.ID()
+		s.sm.Offer(func(origin string) bool { return origin == self })
+	}
 	defer func() {
 		a.mu.Lock()
 		if a.sessions[p.PeerID] == s {

@@ -141,7 +141,7 @@ func (a *Agent) acceptReceipts(from string, list []wire.Receipt) {
 		}
 		a.up.mu.Unlock()
 		self := r.Stored[a.dev.ID()]
-		a.log.Info("receipt from hub", "hub", cred.Name, "via", from, "origins", len(r.Stored), "own_ops_stored_upstream", self)
+		a.log.Debug("receipt from hub", "hub", cred.Name, "via", from, "origins", len(r.Stored), "own_ops_stored_upstream", self)
 	}
 	if changed {
 		a.wakeSessions()

@@ -50,7 +50,14 @@ type Session struct {
 	credSent  map[string]bool
 	windowHit bool
 	stats     Stats
+	// offer, if set, says which origins' ops this side sends at all.
+	offer func(origin string) bool
 }
+
+// Offer restricts what this side sends to the origins for which offer
+// returns true (a hub sends a field laptop only the hub's own ops: its
+// decisions, not the whole province).
+func (s *Session) Offer(offer func(origin string) bool) { s.offer = offer }
 
 // New starts a session.
 func New(cfg Config) *Session {
@@ -100,7 +107,7 @@ func (s *Session) Plan(local crdt.VersionVector) []crdt.Range {
 	var out []crdt.Range
 	budget := uint64(s.cfg.MaxOps)
 	for _, r := range missing {
-		if s.stalled[r.Origin] {
+		if s.stalled[r.Origin] || (s.offer != nil && !s.offer(r.Origin)) {
 			continue
 		}
 		if r.Len() > budget {
@@ -188,10 +195,18 @@ func (s *Session) Received(dots []crdt.Dot, ops int) {
 // InFlight is the number of unacknowledged batches.
 func (s *Session) InFlight() int { return len(s.inflight) }
 
-// InSync reports whether the peer holds everything local holds and nothing
-// is in flight.
+// InSync reports whether the peer holds everything local holds (of what this
+// side offers) and nothing is in flight.
 func (s *Session) InSync(local crdt.VersionVector) bool {
-	return s.hello && len(s.inflight) == 0 && len(local.Missing(s.peerHas)) == 0
+	if !s.hello || len(s.inflight) > 0 {
+		return false
+	}
+	for _, r := range local.Missing(s.peerHas) {
+		if s.offer == nil || s.offer(r.Origin) {
+			return false
+		}
+	}
+	return true
 }
 
 // Stats returns the session's counters.

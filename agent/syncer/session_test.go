@@ -238,3 +238,19 @@ func TestRefusedOriginStalls(t *testing.T) {
 		t.Fatalf("stalled origin planned again: %v", p)
 	}
 }
+
+// A side that offers only some origins never plans the others.
+func TestOfferRestrictsWhatIsSent(t *testing.T) {
+	s := New(Config{Window: 4, MaxOps: 10, MaxBytes: 1 << 20})
+	s.Offer(func(o string) bool { return o == "hub" })
+	s.OnHello(crdt.VersionVector{})
+	local := crdt.VersionVector{"laptop": 500, "hub": 3}
+	p := s.Plan(local)
+	if len(p) != 1 || p[0].Origin != "hub" || p[0].To != 3 {
+		t.Fatalf("plan %v", p)
+	}
+	s.OnAck(s.Sent(p, 3, nil), crdt.VersionVector{"hub": 3})
+	if p := s.Plan(local); p != nil || !s.InSync(local) {
+		t.Fatalf("plan %v in sync %v", p, s.InSync(local))
+	}
+}

@@ -10,7 +10,14 @@
 //     directions) divided by the bytes of the signed ops sent;
 //   - reconcile_bytes, reconcile_round_trips: what two agents that already
 //     agree spend on a new sync session;
-//   - agent_rss_mb: peak resident memory of the receiving agent process.
+//   - agent_rss_mb: peak resident memory of the receiving agent process;
+//   - hub_dossiers_per_s: dossiers per second delivered from a field agent
+//     to a hub exporting into PostgreSQL, until the field agent holds the
+//     hub's receipt for all N (signed only after the PostgreSQL commit);
+//     skipped, with a SKIP line, where no PostgreSQL server is installed;
+//   - resent_bytes_after_cut: bytes the link to a hub carried beyond a clean
+//     upload when it is cut at half way, both measured through a proxy in
+//     the same run, against one window of unacknowledged batches.
 package main
 
 import (
@@ -174,6 +181,19 @@ func run(ctx context.Context, o options) error {
 	}
 	reconcileBytes := sess.BytesIn + sess.BytesOut
 
+	// The hub: the sender uploads its dossiers upstream. The receiver is
+	// done with; both stop so the sender can start again with --hub.
+	if err := receiver.Stop(); err != nil {
+		return err
+	}
+	if err := sender.Stop(); err != nil {
+		return err
+	}
+	hubFigs, skips, err := hubFigures(ctx, hubRun{c: c, sender: sender, origin: dev.ID(), n: o.n, opBytes: opBytes, syncPerS: syncPerS, verifyPerS: verifyPerS})
+	if err != nil {
+		return err
+	}
+
 	figs := []figure{
 		{"sync_dossiers_per_s", "dossiers/s", syncPerS,
 			fmt.Sprintf("%.0f%% of in-process verified durable ingest (%.0f/s); one core verifies %.0f signatures/s (bar: 10000/s)",
@@ -187,9 +207,13 @@ func run(ctx context.Context, o options) error {
 		{"agent_rss_mb", "MB", rss, fmt.Sprintf("peak resident memory of the receiving agent holding %d dossiers (bar: 200 MB); %s", o.n, rssNow)},
 		{"sender_rss_mb", "MB", peakSender, "peak resident memory of the sending agent"},
 	}
+	figs = append(figs, hubFigs...)
 	fmt.Println()
 	for _, f := range figs {
 		fmt.Printf("%-24s %14s %-12s %s\n", f.name, format(f.value), f.unit, f.limit)
+	}
+	for _, s := range skips {
+		fmt.Println(s)
 	}
 	fmt.Println()
 	for _, f := range figs {

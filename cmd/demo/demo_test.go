@@ -4,12 +4,16 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"net"
+	"net/url"
 	"os"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/fieldsync/fieldsync/agent/export/pgtest"
 	"github.com/fieldsync/fieldsync/cmd/internal/harness"
 )
 
@@ -56,16 +60,18 @@ func (b *lockedBuffer) String() string {
 	return b.buf.String()
 }
 
-// assertCleanedUp checks that no agent is left running and the demo's
-// temporary directory is gone.
-func assertCleanedUp(t *testing.T, c *harness.Cluster, root string) {
+// assertCleanedUp checks that no agent of any deployment is left running
+// and the demo's temporary directory is gone.
+func assertCleanedUp(t *testing.T, cs []*harness.Cluster, root string) {
 	t.Helper()
-	if c == nil {
+	if len(cs) == 0 {
 		t.Fatal("the demo never made its cluster")
 	}
-	for _, a := range c.Agents() {
-		if a.Running() {
-			t.Errorf("%s still running after the demo", a.Name)
+	for _, c := range cs {
+		for _, a := range c.Agents() {
+			if a.Running() {
+				t.Errorf("%s still running after the demo", a.Name)
+			}
 		}
 	}
 	left, err := os.ReadDir(root)
@@ -77,12 +83,36 @@ func assertCleanedUp(t *testing.T, c *harness.Cluster, root string) {
 	}
 }
 
+// postgresURL is the URL the demo started the hub with, or "".
+var postgresURL = regexp.MustCompile(`--postgres "?(postgres://[^" \n]+)`)
+
+// assertPostgresStopped checks that the throwaway PostgreSQL whose URL the
+// output shows, if any, no longer accepts connections.
+func assertPostgresStopped(t *testing.T, text string) {
+	t.Helper()
+	m := postgresURL.FindStringSubmatch(text)
+	if m == nil {
+		if os.Getenv(pgtest.RequireEnv) == "1" {
+			t.Errorf("no hub started with --postgres, and %s=1", pgtest.RequireEnv)
+		}
+		return
+	}
+	u, err := url.Parse(m[1])
+	if err != nil {
+		t.Fatalf("postgres url %q: %v", m[1], err)
+	}
+	if c, err := net.DialTimeout("tcp", u.Host, time.Second); err == nil {
+		c.Close()
+		t.Errorf("PostgreSQL still listening on %s after the demo", u.Host)
+	}
+}
+
 func TestDemoRunsEveryStep(t *testing.T) {
 	o := demoOptions(t)
 	out := &lockedBuffer{}
 	o.Out = out
-	var c *harness.Cluster
-	o.onCluster = func(cl *harness.Cluster) { c = cl }
+	var cs []*harness.Cluster
+	o.onCluster = func(cl *harness.Cluster) { cs = append(cs, cl) }
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	began := time.Now()
@@ -92,7 +122,7 @@ func TestDemoRunsEveryStep(t *testing.T) {
 	took := time.Since(began)
 	text := out.String()
 	for _, want := range []string{
-		"▶ Bước 1 / Step 1:", "▶ Bước 8 / Step 8:",
+		"▶ Bước 1 / Step 1:", "▶ Bước 9 / Step 9:",
 		"$ fieldsync authority init --dir $DEMO/authority",
 		"--no-mdns", "--join",
 		"laptop-a: 60 hồ sơ",                    // step 4: 3 × 20 converged
@@ -101,12 +131,43 @@ func TestDemoRunsEveryStep(t *testing.T) {
 		"Chỉ có trên máy này / Only on this laptop:  0",
 		`"Vừ Mí Chứ"  laptop-b`, `"Vừ Mý Chứ"  laptop-c`, // step 7: both values, by device
 		"Tạo bởi / Created by:  laptop-a",
+		// Step 8: the island trip.
+		"--name hub-khanh-hoa --data $DEMO/khanh-hoa/hub-khanh-hoa --role hub",
+		"$ fieldsync hub --data $DEMO/khanh-hoa/hub-khanh-hoa",
+		"--hub 127.0.0.1:",
+		"island-a: 12 hồ sơ chưa lên tỉnh (undelivered), 0 đã lên (delivered)",
+		"hub-khanh-hoa: 12 hồ sơ / dossiers",
+		"Hồ sơ / Dossiers:                           12",
+		"island-b nhận biên nhận của hub-khanh-hoa",
+		`"delivered": 12,`, `"undelivered": 0`, `"reachable": false,`, `"last_contact": null,`,
+		"$ fieldsync list --api 127.0.0.1:",
+		"Tổng / Total: 0",
+		"island-a biết sau",
 		"đã xóa thư mục tạm / temporary directory removed",
 		"Tổng / Total",
 	} {
 		if !strings.Contains(text, want) {
 			t.Errorf("output lacks %q", want)
 		}
+	}
+	// island-b's per-laptop counts: both laptops' 6 dossiers delivered.
+	for _, name := range []string{"island-a", "island-b"} {
+		if !regexp.MustCompile(`(?m)^\s+` + name + `\s+6\s+6$`).MatchString(text) {
+			t.Errorf("output lacks %s's origins row: 6 captured, 6 delivered", name)
+		}
+	}
+	// With PostgreSQL (required under make test), the hub exports into it
+	// and the rows are counted; without, the demo says so.
+	pgRows := "PostgreSQL của tỉnh: 12 hồ sơ (fieldsync_records), 12 thay đổi đã ký (fieldsync_ops)"
+	switch {
+	case strings.Contains(text, pgRows):
+		if !postgresURL.MatchString(text) || !strings.Contains(text, "PostgreSQL tạm đã dừng và xóa") {
+			t.Errorf("PostgreSQL rows counted, but the hub's --postgres or the server's stop is not shown")
+		}
+	case os.Getenv(pgtest.RequireEnv) == "1":
+		t.Errorf("output lacks %q, and %s=1", pgRows, pgtest.RequireEnv)
+	case !strings.Contains(text, "không có PostgreSQL / without PostgreSQL"):
+		t.Errorf("neither PostgreSQL rows nor a hub without PostgreSQL in the output")
 	}
 	// The path shows once, in "export DEMO=...": commands use $DEMO.
 	if n := strings.Count(text, o.TempRoot); n != 1 {
@@ -115,7 +176,8 @@ func TestDemoRunsEveryStep(t *testing.T) {
 	if t.Failed() {
 		t.Logf("output:\n%s", text)
 	}
-	assertCleanedUp(t, c, o.TempRoot)
+	assertCleanedUp(t, cs, o.TempRoot)
+	assertPostgresStopped(t, text)
 	// The demo promises to stay under about a minute.
 	if took > time.Minute {
 		t.Errorf("demo took %s", took)
@@ -130,16 +192,37 @@ func TestDemoInterruptedCleansUp(t *testing.T) {
 	defer cancel()
 	out := &lockedBuffer{trigger: "▶ Bước 3 / Step 3", onText: cancel}
 	o.Out = out
-	var c *harness.Cluster
-	o.onCluster = func(cl *harness.Cluster) { c = cl }
+	var cs []*harness.Cluster
+	o.onCluster = func(cl *harness.Cluster) { cs = append(cs, cl) }
 	err := run(ctx, o)
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("run returned %v, want context.Canceled\n%s", err, out)
 	}
-	if n := len(c.Agents()); n != 3 {
-		t.Fatalf("%d agents provisioned before the interrupt, want 3", n)
+	if len(cs) != 1 || len(cs[0].Agents()) != 3 {
+		t.Fatalf("%d deployments before the interrupt, want 1 with 3 agents", len(cs))
 	}
-	assertCleanedUp(t, c, o.TempRoot)
+	assertCleanedUp(t, cs, o.TempRoot)
+}
+
+// Ctrl-C on the island, with the hub and PostgreSQL running, stops the
+// agents of both deployments and the PostgreSQL server too.
+func TestDemoInterruptedOnTheIslandCleansUp(t *testing.T) {
+	o := demoOptions(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	out := &lockedBuffer{trigger: "island-b chạy", onText: cancel}
+	o.Out = out
+	var cs []*harness.Cluster
+	o.onCluster = func(cl *harness.Cluster) { cs = append(cs, cl) }
+	err := run(ctx, o)
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("run returned %v, want context.Canceled\n%s", err, out)
+	}
+	if len(cs) != 2 || len(cs[1].Agents()) != 3 {
+		t.Fatalf("%d deployments before the interrupt, want 2, the province's with its hub and 2 laptops\n%s", len(cs), out)
+	}
+	assertCleanedUp(t, cs, o.TempRoot)
+	assertPostgresStopped(t, out.String())
 }
 
 func TestOptionsRefuseAMissingBinary(t *testing.T) {

@@ -107,3 +107,34 @@ func TestFeaturedPeopleComeFirst(t *testing.T) {
 		t.Fatal("a later batch repeated the featured person")
 	}
 }
+
+// The island's dossiers are ones the agent accepts: Khánh Hòa people (code
+// 056) living on Vạn Thạnh's islands, the same for a seed.
+func TestIslandDossiersAreValid(t *testing.T) {
+	s := schema.Dossier()
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	g, again := newGenerator(5), newGenerator(5)
+	seen := map[string]bool{}
+	for i := 0; i < 200; i++ {
+		d := g.islandDossier("island-a")
+		if !maps.Equal(d, again.islandDossier("island-a")) {
+			t.Fatalf("island dossier %d differs between two generators with one seed", i)
+		}
+		if _, err := s.ValidateNew(d, now); err != nil {
+			t.Fatalf("island dossier %d refused: %v\n%v", i, err, d)
+		}
+		for k, v := range d {
+			if !norm.NFC.IsNormalString(v) {
+				t.Fatalf("island dossier %d: %s not NFC: %q", i, k, v)
+			}
+		}
+		id := d["personal_id"]
+		if len(id) != 12 || id[:3] != "056" || id[4:6] != d["date_of_birth"][2:4] || seen[id] {
+			t.Fatalf("island dossier %d: personal_id %q, born %s", i, id, d["date_of_birth"])
+		}
+		seen[id] = true
+		if d["commune"] != "Vạn Thạnh" || !strings.Contains(d["permanent_address"], "xã Vạn Thạnh, huyện Vạn Ninh, tỉnh Khánh Hòa") {
+			t.Fatalf("island dossier %d: commune %q, address %q", i, d["commune"], d["permanent_address"])
+		}
+	}
+}

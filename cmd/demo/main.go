@@ -3,7 +3,10 @@
 // provisions laptops, real agent processes start on 127.0.0.1 (mDNS off),
 // officers capture synthetic dossiers, the laptops converge, one goes away
 // and catches up, a new laptop gets dossiers relayed from one it never met,
-// and two corrections of the same field become a visible conflict. It owns
+// and two corrections of the same field become a visible conflict; then, on
+// Vạn Thạnh's islands, two laptops merge, one reaches the province's hub
+// (exporting into a throwaway PostgreSQL where this machine has one), and
+// the hub's receipts come back to the other. It owns
 // nothing the product uses: it drives the real binary through
 // cmd/internal/harness and the agents' HTTP API.
 package main

@@ -78,6 +78,8 @@ type trip struct {
 	fixID string // the dossier corrected twice in step 7
 	// conflicts is how many dossiers are in conflict after step 7.
 	conflicts int
+	// isl is the province of the island trip (step 8), once it exists.
+	isl *island
 }
 
 // stepTime is how long one step took, for the closing summary.
@@ -134,6 +136,9 @@ func run(ctx context.Context, o options) (err error) {
 			t.dumpLogs(out)
 		}
 		t.c.Close()
+		if t.isl != nil {
+			t.isl.close()
+		}
 	}()
 
 	fmt.Fprintf(out, "%s\n", rule)
@@ -157,6 +162,8 @@ func run(ctx context.Context, o options) (err error) {
 			"Relay: dossiers reach a laptop that never met their author", t.relay},
 		{"Xung đột: hai cán bộ sửa cùng một trường khi không kết nối",
 			"A conflict: two officers correct the same field apart", t.conflict},
+		{"Đảo Vạn Thạnh: hồ sơ lên đến tỉnh, biên nhận quay về đảo",
+			"Vạn Thạnh's islands: dossiers reach the province, receipts come back", t.islandTrip},
 		{"Dọn dẹp", "Clean up", t.cleanUp},
 	}
 	start := time.Now()
@@ -276,6 +283,20 @@ func (t *trip) startAgent(ctx context.Context, a *harness.Agent, join ...*harnes
 	for _, j := range join {
 		extra = append(extra, "--join", j.Listen)
 	}
+	how := "một mình / alone"
+	if len(join) > 0 {
+		var names []string
+		for _, j := range join {
+			names = append(names, j.Name)
+		}
+		how = "nối với / joined to " + strings.Join(names, ", ")
+	}
+	return t.startWith(ctx, a, extra, how)
+}
+
+// startWith starts a with extra flags, shows the command line, and says how
+// it runs (how: "vi / en").
+func (t *trip) startWith(ctx context.Context, a *harness.Agent, extra []string, how string) error {
 	began := time.Now()
 	for attempt := 1; ; attempt++ {
 		err := a.Start(extra...)
@@ -291,14 +312,6 @@ func (t *trip) startAgent(ctx context.Context, a *harness.Agent, join ...*harnes
 		t.n.line("(%s không khởi động được, có thể một cổng vừa bị chiếm; thử lại với cổng khác / did not start, perhaps a port was just taken; retrying on other ports)", a.Name)
 	}
 	t.n.command(a.CommandLine()...)
-	how := "một mình / alone"
-	if len(join) > 0 {
-		var names []string
-		for _, j := range join {
-			names = append(names, j.Name)
-		}
-		how = "nối với / joined to " + strings.Join(names, ", ")
-	}
 	t.n.result("%s chạy, API trả lời sau %s (%s) / running, API answered after %s",
 		a.Name, seconds(time.Since(began)), how, seconds(time.Since(began)))
 	return nil
@@ -456,7 +469,13 @@ func (t *trip) converged(ctx context.Context) error {
 // converge waits until every agent lists exactly t.all, printing each
 // laptop's count and how long it took to get there.
 func (t *trip) converge(ctx context.Context, agents ...*harness.Agent) (time.Duration, error) {
-	want := slices.Sorted(slices.Values(t.all))
+	return t.convergeTo(ctx, t.all, agents...)
+}
+
+// convergeTo waits until every agent lists exactly the dossiers all, and
+// prints each one's count and how long it took to get there.
+func (t *trip) convergeTo(ctx context.Context, all []string, agents ...*harness.Agent) (time.Duration, error) {
+	want := slices.Sorted(slices.Values(all))
 	began := time.Now()
 	took := map[string]time.Duration{}
 	err := waitFor(ctx, t.o.WaitLimit, func(ctx context.Context) (bool, string, error) {
@@ -551,7 +570,11 @@ func (t *trip) running() []*harness.Agent {
 
 // dumpLogs prints the end of every agent's log after a failure.
 func (t *trip) dumpLogs(w *syncWriter) {
-	for _, a := range t.c.Agents() {
+	agents := t.c.Agents()
+	if t.isl != nil && t.isl.c != nil {
+		agents = append(agents, t.isl.c.Agents()...)
+	}
+	for _, a := range agents {
 		lines := strings.Split(strings.TrimRight(a.Log(), "\n"), "\n")
 		if len(lines) > 30 {
 			lines = lines[len(lines)-30:]

@@ -267,11 +267,18 @@ func (t *trip) stop(a *harness.Agent) error {
 	return nil
 }
 
-// cleanUp is step 8.
+// cleanUp is step 9.
 func (t *trip) cleanUp(context.Context) error {
 	t.n.explain("Dừng mọi tác tử; dữ liệu đã nằm an toàn trong kho của từng máy.",
 		"Stop every agent; the data is safe in each laptop's store.")
 	agents := t.running()
+	if t.isl != nil {
+		for _, a := range t.isl.agents() {
+			if a.Running() {
+				agents = append(agents, a)
+			}
+		}
+	}
 	var restart []string
 	if len(agents) > 0 {
 		restart = agents[0].CommandLine()
@@ -299,6 +306,10 @@ func (t *trip) cleanUp(context.Context) error {
 		names = append(names, a.Name)
 	}
 	t.n.result("%s đã dừng sau %s / stopped after %s", strings.Join(names, ", "), seconds(time.Since(began)), seconds(time.Since(began)))
+	if t.isl != nil && t.isl.stopPG != nil {
+		t.isl.stopPG()
+		t.n.result("PostgreSQL tạm đã dừng và xóa / the throwaway PostgreSQL is stopped and removed")
+	}
 	if t.o.Keep {
 		t.n.explain("Thư mục tạm được giữ lại (--keep). Chạy lại một máy bằng:",
 			"The temporary directory is kept (--keep). Start a laptop again with:")
@@ -329,6 +340,15 @@ func (t *trip) summary(times []stepTime, total time.Duration) {
 	}
 	fmt.Fprintf(t.n.w, "\n%s%d hồ sơ trên mọi máy / dossiers on every laptop (%s);\n%s%d xung đột chờ quản trị viên / %d conflict(s) awaiting an admin.\n",
 		indent, len(t.all), strings.Join(parts, ", "), indent, t.conflicts, t.conflicts)
+	if is := t.isl; is != nil {
+		whereVI, whereEN := "trong kho của máy chủ", "in the hub's store"
+		if is.pgURL != "" {
+			whereVI = fmt.Sprintf("%d hồ sơ trong PostgreSQL", is.pgRecords)
+			whereEN = fmt.Sprintf("%d records in PostgreSQL", is.pgRecords)
+		}
+		fmt.Fprintf(t.n.w, "%sVạn Thạnh: %d hồ sơ của 2 máy trên đảo đã lên tỉnh (%s); island-a biết điều đó mà chưa từng gặp máy chủ /\n%s%d dossiers of 2 island laptops reached the province (%s); island-a knows without ever meeting the hub.\n",
+			indent, is.delivered, whereVI, indent, is.delivered, whereEN)
+	}
 }
 
 // jsonText renders fields as the JSON file an officer would pass to

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/cdproto/input"
 	"github.com/chromedp/chromedp"
 )
@@ -21,14 +22,22 @@ func Do(ctx context.Context, actions ...chromedp.Action[Void]) error {
 	return chromedp.Do(ctx, actions...)
 }
 
-// Open loads url and waits until the page has drawn its view (the
-// "loading" line is gone).
+// Open loads url afresh (also when only its #fragment differs from the page
+// shown) and waits until the page has drawn its view (the "loading" line is
+// gone).
 func Open(url string) chromedp.Action[Void] {
 	return chromedp.Steps(
+		bounded(chromedp.Navigate("about:blank")),
 		bounded(chromedp.Navigate(url)),
 		pollTrue("the page to draw its view at "+url,
 			`() => document.body && document.body.dataset.view && !document.querySelector('main .loading')`),
 	)
+}
+
+// Navigate loads url and waits for its load event, for pages other than
+// the admin page (Open waits for the admin page's view).
+func Navigate(url string) chromedp.Action[Void] {
+	return bounded(chromedp.Navigate(url))
 }
 
 // Go switches the page to the view of a hash route ("#/conflicts") without
@@ -127,9 +136,23 @@ func Type(sel, text string) chromedp.Action[Void] {
 	)
 }
 
-// Clear empties the input matching the CSS selector.
+// PressEnter presses the Enter key in the focused element (submits a form).
+func PressEnter() chromedp.Action[Void] {
+	return bounded(chromedp.KeyEvent("\r"))
+}
+
+// Clear empties the input matching the CSS selector as a person selecting
+// its text and deleting it would: an input event fires.
 func Clear(sel string) chromedp.Action[Void] {
-	return bounded(chromedp.Clear(chromedp.CSS(sel)))
+	return chromedp.Steps(
+		bounded(chromedp.WaitVisible(chromedp.CSS(sel))),
+		bounded(chromedp.Evaluate[Void](fmt.Sprintf(`(() => {
+			const el = document.querySelector(%s);
+			el.focus();
+			el.value = '';
+			el.dispatchEvent(new Event('input', { bubbles: true }));
+		})()`, jsString(sel)))),
+	)
 }
 
 // Text returns the text a person reads in the first element matching the
@@ -138,14 +161,24 @@ func Text(sel string) chromedp.Action[string] {
 	return bounded(chromedp.Text(chromedp.CSS(sel)))
 }
 
-// Eval evaluates a JavaScript expression in the page and decodes its value.
+// Eval evaluates a JavaScript expression in the page and decodes its value;
+// a promise is awaited.
 func Eval[T any](expr string) chromedp.Action[T] {
-	return bounded(chromedp.Evaluate[T](expr))
+	return bounded(chromedp.Evaluate[T](expr, chromedp.EvalAwaitPromise))
 }
 
 // Viewport sets the page's viewport in CSS pixels.
 func Viewport(width, height int64) chromedp.Action[Void] {
 	return bounded(chromedp.EmulateViewport(width, height))
+}
+
+// TimeZone sets the page's time zone (an IANA name such as
+// "Asia/Ho_Chi_Minh").
+func TimeZone(zone string) chromedp.Action[Void] {
+	return bounded(chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
+		_, err := cdp.Call(ctx, t, emulation.SetTimezoneOverride, emulation.SetTimezoneOverrideParams{TimezoneID: zone})
+		return err
+	}))
 }
 
 // NoHorizontalScroll fails if the page is wider than its viewport: on a
@@ -211,4 +244,9 @@ func jsString(s string) string {
 	}
 	b.WriteByte('"')
 	return b.String()
+}
+
+// Run runs one action that returns a value on the tab of ctx.
+func Run[T any](ctx context.Context, a chromedp.Action[T]) (T, error) {
+	return chromedp.Run(ctx, a)
 }

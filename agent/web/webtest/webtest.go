@@ -11,6 +11,7 @@ package webtest
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -38,6 +39,11 @@ const RequireEnv = "FIELDSYNC_REQUIRE_BROWSER"
 // machine, short enough that a broken page fails fast.
 const Timeout = 10 * time.Second
 
+// TimeZoneVietnam is the browser's time zone in NewBrowser: the page's
+// users are in Vietnam (UTC+7), and tests must not depend on the machine's
+// zone.
+const TimeZoneVietnam = "Asia/Ho_Chi_Minh"
+
 // Viewport sizes the page is designed for.
 const (
 	LaptopWidth, LaptopHeight = 1366, 768
@@ -45,7 +51,8 @@ const (
 )
 
 // NewBrowser starts a headless Chromium for t and returns a chromedp context
-// of its one tab, with the viewport set to 1366×768. The browser is stopped
+// of its one tab, with the viewport set to 1366×768 and the time zone to
+// Vietnam's. The browser is stopped
 // and its profile removed when t ends. When ChromiumPath is missing the test
 // is skipped, or fails if FIELDSYNC_REQUIRE_BROWSER=1.
 //
@@ -88,7 +95,7 @@ func NewBrowser(t testing.TB) context.Context {
 		// hole, except loopback, which Chromium never proxies; and names do not
 		// resolve, except localhost.
 		chromedp.Flag("proxy-server", "http://"+hole),
-		chromedp.Flag("host-resolver-rules", "MAP * ~NOTFOUND, EXCLUDE localhost"),
+		chromedp.Flag("host-resolver-rules", "MAP * ~NOTFOUND, EXCLUDE localhost, EXCLUDE 127.0.0.1"),
 	}
 	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
 	ctx, cancelTab := chromedp.NewContext(actx)
@@ -105,10 +112,10 @@ func NewBrowser(t testing.TB) context.Context {
 		cancelAlloc()
 		t.Fatalf("listen to the browser: %v", err)
 	}
-	if err := chromedp.Do(ctx, chromedp.EmulateViewport(LaptopWidth, LaptopHeight)); err != nil {
+	if err := chromedp.Do(ctx, chromedp.EmulateViewport(LaptopWidth, LaptopHeight), TimeZone(TimeZoneVietnam)); err != nil {
 		cancelTab()
 		cancelAlloc()
-		t.Fatalf("set viewport: %v", err)
+		t.Fatalf("set viewport and time zone: %v", err)
 	}
 	t.Cleanup(func() {
 		_ = chromedp.Cancel(ctx)
@@ -187,7 +194,10 @@ func (w *watcher) event(ev any) {
 		if e.Type == runtime.ConsoleAPICalledTypeError || e.Type == runtime.ConsoleAPICalledTypeAssert {
 			var parts []string
 			for _, a := range e.Args {
-				if a.Value != nil {
+				var str string
+				if a.Value != nil && json.Unmarshal(a.Value, &str) == nil {
+					parts = append(parts, str)
+				} else if a.Value != nil {
 					parts = append(parts, string(a.Value))
 				} else {
 					parts = append(parts, a.Description)

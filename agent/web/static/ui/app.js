@@ -3,7 +3,7 @@
 
 import { api } from './api.js';
 import { h, replace, errorBox } from './dom.js';
-import { t, lang, setLang } from './i18n.js';
+import { t, lang, setLang, roleLabel } from './i18n.js';
 import { renderOverview } from './overview.js';
 import { renderRecords, renderRecord } from './records.js';
 import { renderConflicts } from './conflicts.js';
@@ -17,7 +17,8 @@ const routes = [
   { re: /^\/duplicates$/, nav: 'duplicates', view: renderDuplicates },
 ];
 
-// How often the header's counts (and the overview) follow the agent.
+// How often the header's counts (and the overview) follow the agent: often
+// enough to see a peer arrive, rarely enough to cost a laptop nothing.
 const statusEvery = 10000;
 
 let generation = 0;
@@ -56,7 +57,7 @@ function showStatus(st) {
     nd.textContent = '';
     return;
   }
-  const role = st.role ? t('role_' + st.role) : '';
+  const role = st.role ? roleLabel(st.role) : '';
   dev.textContent = [st.device, role].filter(Boolean).join(' · ');
   setCount(nc, st.conflicts);
   setCount(nd, st.duplicates);
@@ -68,11 +69,16 @@ function setCount(el, n) {
   el.hidden = v === 0;
 }
 
-// status fetches the agent's status and refreshes the header with it.
+// statusListener is the current view's wish to hear of each new status.
+let statusListener = null;
+
+// status fetches the agent's status and refreshes the header, and the view
+// if it asked to follow the status, with it.
 async function status() {
   const st = await api.status();
   lastStatus = st;
   showStatus(st);
+  if (statusListener) statusListener(st);
   return st;
 }
 
@@ -96,6 +102,7 @@ async function route(focus) {
       break;
     }
   }
+  statusListener = null;
   markNav(r ? r.nav : '');
   document.body.dataset.view = r ? r.nav : 'none';
   if (!r) {
@@ -113,15 +120,10 @@ async function route(focus) {
     // view the admin has moved on to.
     alive: () => gen === generation,
     status,
-    // every runs fn every ms while the view is shown and the tab visible.
-    every: (ms, fn) => {
-      const id = window.setInterval(() => {
-        if (gen !== generation) {
-          window.clearInterval(id);
-          return;
-        }
-        if (document.visibilityState === 'visible') fn();
-      }, ms);
+    // followStatus calls fn with every status fetched from now on (the
+    // header refreshes it every few seconds) while the view is shown.
+    followStatus: (fn) => {
+      statusListener = (st) => { if (gen === generation) fn(st); };
     },
     // rerender draws the current view again, with fresh data.
     rerender: () => { if (gen === generation) route(false); },

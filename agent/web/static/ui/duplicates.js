@@ -83,6 +83,9 @@ function groupCard(ctx, queue, loaded, canSettle) {
   }
   function draw() {
     for (const name of fieldNames) {
+      // A choice of a dossier since left out of the merge goes back to
+      // the default.
+      if (state.touched[name] && !state.included[state.choice[name]]) state.touched[name] = false;
       if (!state.touched[name]) state.choice[name] = defaultChoice(name);
     }
     replace(tableWrap, table());

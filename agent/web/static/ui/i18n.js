@@ -225,6 +225,19 @@ export function both(key, params) {
   return current === 'en' ? [en, vi] : [vi, en];
 }
 
+// roleLabel names a device role; a role this page does not know is shown
+// as the agent wrote it.
+export function roleLabel(role) {
+  const entry = words['role_' + role];
+  return entry ? pick(entry) : String(role || '—');
+}
+
+// kindLabel names what an op did; an unknown kind is shown as written.
+export function kindLabel(kind) {
+  const entry = words['kind_' + kind];
+  return entry ? pick(entry) : String(kind || '—');
+}
+
 // fieldLabel names a field for people.
 export function fieldLabel(name) {
   const entry = fieldWords[name];

@@ -1,22 +1,13 @@
 // The overview: this device, its team, the queues, and what is safe.
 
 import { h, replace } from './dom.js';
-import { t, formatTime } from './i18n.js';
-
-const refreshEvery = 10000;
+import { t, formatTime, roleLabel } from './i18n.js';
 
 export async function renderOverview(ctx) {
   const st = await ctx.status();
   if (!ctx.alive()) return;
   draw(ctx, st);
-  ctx.every(refreshEvery, async () => {
-    try {
-      const fresh = await ctx.status();
-      if (ctx.alive()) draw(ctx, fresh);
-    } catch {
-      // Keep the last figures; the header shows nothing new either.
-    }
-  });
+  ctx.followStatus((fresh) => draw(ctx, fresh));
 }
 
 function num(n) {
@@ -48,7 +39,7 @@ function draw(ctx, st) {
     h('section', { class: 'card device-card' },
       h('dl', { class: 'facts' },
         fact(t('device'), st.device || '—'),
-        fact(t('role'), st.role ? t('role_' + st.role) : '—'),
+        fact(t('role'), roleLabel(st.role)),
         fact(t('deployment'), st.deployment || '—'),
         fact(t('device_id'), st.device_id || '—', 'mono'))),
     h('section', { class: 'tiles' },
@@ -75,7 +66,7 @@ function peersCard(peers) {
         h('th', { text: t('peer_name') }), h('th', { text: t('role') }), h('th', { text: t('peer_state') }))),
       h('tbody', null, peers.map((p) => h('tr', { data: { peer: p.name || '' } },
         h('td', { text: p.name || p.device_id || '—' }),
-        h('td', { text: p.role ? t('role_' + p.role) : '—' }),
+        h('td', { text: roleLabel(p.role) }),
         h('td', null, peerState(p))))));
   return h('section', { class: 'card' }, h('h2', { text: t('peers_title') }), body);
 }

@@ -2,7 +2,7 @@
 
 import { api } from './api.js';
 import { h, replace, errorBox } from './dom.js';
-import { t, fieldLabel, sortFields, formatTime, formatDate, formatValue } from './i18n.js';
+import { t, fieldLabel, sortFields, formatTime, formatDate, formatValue, kindLabel } from './i18n.js';
 
 const pageSize = 100;
 const typingPause = 300; // ms after the last key before searching
@@ -188,11 +188,6 @@ function historyTable(ops) {
       h('td', { text: op.officer || t('nobody') }),
       h('td', { text: kindLabel(op.kind) }),
       h('td', { class: 'col-changes' }, changes(op.fields || {})))))));
-}
-
-function kindLabel(kind) {
-  const known = ['create', 'update', 'resolve', 'merge', 'retire', 'distinct'];
-  return known.includes(kind) ? t('kind_' + kind) : String(kind || '—');
 }
 
 // changes lists the fields an op wrote. System fields say what they mean,
