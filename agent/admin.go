@@ -66,9 +66,9 @@ func indexKeys(r *crdt.Record) []string {
 		keys = append(keys, "n|"+schema.FoldName(name)+"|"+dob)
 		// Without diacritics, and with y and i as one letter: Vietnamese
 		// spelling swaps them ("Mý"/"Mí", "Mỹ"/"Mĩ"), a common mistyping.
-		if plain := strings.ReplaceAll(schema.FoldNameNoDiacritics(name), "y", "i"); plain != schema.FoldName(name) {
-			keys = append(keys, "d|"+plain+"|"+dob)
-		}
+		// Always kept, so a name typed without any diacritics meets its
+		// accented twin here.
+		keys = append(keys, "d|"+strings.ReplaceAll(schema.FoldNameNoDiacritics(name), "y", "i")+"|"+dob)
 	}
 	for i, k := range keys {
 		keys[i] = strings.ReplaceAll(k, "\x00", "")
@@ -136,6 +136,9 @@ func (b backend) settle(id string, kind crdt.Kind, values map[string]string, see
 	}
 	a.log.Info("settled", "record", id, "kind", kind.String(), "op_seq", op.Op.Seq, "fields", len(values))
 	a.changed()
+	a.dupMu.Lock()
+	a.dupValid = false // the admin expects the count to follow the decision
+	a.dupMu.Unlock()
 	rec, err := a.store.Record(id)
 	if err != nil {
 		return api.Record{}, err

@@ -21,6 +21,7 @@ func TestHouseLayout(t *testing.T) {
 		"github.com/multiformats/":        mod + "agent/transport",
 		"github.com/hashicorp/memberlist": mod + "agent/membership",
 		"github.com/jackc/pgx":            mod + "agent/export",
+		"github.com/chromedp/":            mod + "agent/web",
 	}
 	checked := 0
 	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {

@@ -6,7 +6,7 @@ import (
 
 // trimEvery is how many bytes of values may pass through badger's mapped
 // files (written or read) before the store hands the mapped pages back to the
-// kernel: 32 MB.
+// kernel: 16 MB.
 //
 // Why: badger writes and reads its value log through memory maps, so every
 // dossier written or synced stays resident in this process (about 2 KB per
@@ -16,12 +16,13 @@ import (
 // kernel could drop them under pressure, but a laptop's owner sees them as the
 // agent's memory. Paging them out keeps the agent's footprint bounded; the
 // files stay in the kernel's page cache as long as it has room.
-const trimEvery = 32 << 20
+const trimEvery = 16 << 20
 
 // trimmer counts bytes through the mapped files and trims when due.
 type trimmer struct {
 	dir     string
 	touched atomic.Int64
+	rounds  atomic.Int64
 	trims   atomic.Int64
 }
 
@@ -32,7 +33,11 @@ func (t *trimmer) note(n int) {
 		return
 	}
 	t.touched.Store(0)
-	if pageOutMapped(t.dir) {
+	// Every other time the table files too: they hold the keys (about
+	// eight per dossier with the indexes) and are read on every lookup, so
+	// they are kept resident longer than the value log.
+	round := t.rounds.Add(1)
+	if pageOutMapped(t.dir, round%2 == 0) {
 		t.trims.Add(1)
 	}
 }

@@ -12,14 +12,15 @@ import (
 )
 
 // pageOutMapped asks the kernel to page out this process's shared file
-// mappings of badger's value log files in dir (MADV_PAGEOUT, Linux 5.4+).
+// mappings of badger's value log files in dir, and of its table files when
+// tables is set (MADV_PAGEOUT, Linux 5.4+).
 //
 // It is safe whatever happens between reading /proc/self/maps and the call:
 // MADV_PAGEOUT is reclaim, it never discards contents (a dirty shared page is
 // written back first; an anonymous page is swapped or left alone), so even a
 // range that badger unmapped and something else mapped in the meantime loses
 // nothing. MADV_DONTNEED would not be safe here for exactly that reason.
-func pageOutMapped(dir string) bool {
+func pageOutMapped(dir string, tables bool) bool {
 	abs, err := filepath.Abs(dir)
 	if err != nil {
 		return false
@@ -39,7 +40,8 @@ func pageOutMapped(dir string) bool {
 			continue
 		}
 		path := fields[5]
-		if !bytes.HasPrefix(path, prefix) || !bytes.HasSuffix(path, []byte(".vlog")) {
+		isTable := bytes.HasSuffix(path, []byte(".sst"))
+		if !bytes.HasPrefix(path, prefix) || !(bytes.HasSuffix(path, []byte(".vlog")) || (tables && isTable)) {
 			continue
 		}
 		lo, hi, ok := bytes.Cut(fields[0], []byte("-"))

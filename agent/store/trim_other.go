@@ -3,4 +3,4 @@
 package store
 
 // pageOutMapped is a no-op where MADV_PAGEOUT does not exist.
-func pageOutMapped(string) bool { return false }
+func pageOutMapped(string, bool) bool { return false }

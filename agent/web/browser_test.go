@@ -2,12 +2,14 @@ package web_test
 
 import (
 	"context"
+	"fmt"
 	"reflect"
 	"strings"
 	"testing"
 
 	"github.com/chromedp/chromedp"
 
+	"github.com/fieldsync/fieldsync/agent/api"
 	"github.com/fieldsync/fieldsync/agent/web/webtest"
 )
 
@@ -185,7 +187,8 @@ func TestDossierPageShowsConflictsHistoryAndMerge(t *testing.T) {
 		webtest.WaitTextIn("table.history", "Gộp vào hồ sơ: "+idHung2),
 		webtest.ClickText("Mở hồ sơ được giữ lại"),
 		webtest.WaitText("002069001111"),
-		webtest.WaitTextIn("table.history", "Gộp từ hồ sơ: "+idHung1))
+		webtest.WaitTextIn("table.history", "Gộp từ hồ sơ: "+idHung1),
+		webtest.WaitTextIn(".notice-merged", "Các hồ sơ đã gộp vào hồ sơ này: "+idHung1))
 	if h := eval[string](t, ctx, `location.hash`); h != "#/records/"+idHung2 {
 		t.Errorf("survivor link went to %q", h)
 	}
@@ -240,7 +243,16 @@ func TestSettleConflictWithATypedValueAndShowRefusal(t *testing.T) {
 	dumpOnFailure(t, ctx, f)
 	name := `article.conflict[data-record="` + idCha + `"][data-field="full_name"]`
 	addr := `article.conflict[data-record="` + idCha + `"][data-field="permanent_address"]`
-	do(t, ctx, webtest.Open(f.URL()+"#/conflicts"), webtest.WaitVisible(name),
+	mai := `article.conflict[data-record="` + idMai + `"][data-field="date_of_birth"]`
+	// A typed value the agent's schema refuses: its reasons, per field.
+	do(t, ctx, webtest.Open(f.URL()+"#/conflicts"), webtest.WaitVisible(mai),
+		webtest.Type(mai+" .custom-input", "1994-02-31"), webtest.ClickTextIn(mai, "Giải quyết"),
+		webtest.WaitTextIn(mai+" .error-main", "1 trường không hợp lệ"),
+		webtest.WaitTextIn(mai+" .error-fields", "Ngày sinh: "))
+	if len(f.Posts()) != 0 {
+		t.Fatalf("a refused value reached the backend: %v", f.Posts())
+	}
+	do(t, ctx, webtest.WaitVisible(name),
 		webtest.Type(name+" .custom-input", "Sùng Mí Chả"), webtest.ClickTextIn(name, "Giải quyết"),
 		webtest.WaitGone(name), webtest.WaitVisible(addr))
 	posts := f.Posts()
@@ -252,11 +264,10 @@ func TestSettleConflictWithATypedValueAndShowRefusal(t *testing.T) {
 	}
 
 	// The agent refuses: its words in both languages, and the item stays.
-	f.RefuseNextPost(apiError{Status: 409, Error: "the dossier changed since it was shown: reload the page",
-		ErrorVI: "hồ sơ đã thay đổi từ lúc hiển thị: hãy tải lại trang"})
+	f.RefuseNext(fmt.Errorf("%w: the dossier changed since it was shown, reload the page", api.ErrConflict))
 	do(t, ctx, webtest.ClickTextIn(addr, "Thôn Sủng Pả B, xã Pả Vi"), webtest.ClickTextIn(addr, "Giải quyết"),
-		webtest.WaitTextIn(addr+" .error-main", "hồ sơ đã thay đổi từ lúc hiển thị: hãy tải lại trang"),
-		webtest.WaitTextIn(addr+" .error-other", "the dossier changed since it was shown: reload the page"))
+		webtest.WaitTextIn(addr+" .error-main", "xung đột với trạng thái hiện tại của hồ sơ"),
+		webtest.WaitTextIn(addr+" .error-other", "the dossier changed since it was shown, reload the page"))
 	if eval[bool](t, ctx, `document.querySelector('`+addr+` .actions button').disabled`) {
 		t.Error("settle button stays disabled after a refusal")
 	}
@@ -265,7 +276,7 @@ func TestSettleConflictWithATypedValueAndShowRefusal(t *testing.T) {
 	}
 	// Trying again works.
 	do(t, ctx, webtest.ClickTextIn(addr, "Giải quyết"), webtest.WaitGone(addr),
-		webtest.WaitTextIn("#count-conflicts", "1"))
+		webtest.WaitTextIn("#count-conflicts", "1"), webtest.WaitVisible(mai))
 	if got := f.Record(idCha).Fields["permanent_address"]; got != "Thôn Sủng Pả B, xã Pả Vi" {
 		t.Errorf("address now %q", got)
 	}

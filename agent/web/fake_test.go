@@ -1,12 +1,11 @@
 package web_test
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
-	"mime"
-	"net/http"
 	"net/http/httptest"
-	"net/url"
 	"slices"
 	"sort"
 	"strconv"
@@ -20,56 +19,22 @@ import (
 	"golang.org/x/text/transform"
 	"golang.org/x/text/unicode/norm"
 
+	"github.com/fieldsync/fieldsync/agent/api"
 	"github.com/fieldsync/fieldsync/agent/web"
 )
 
-// The fake agent: web.Handler() beside a small in-memory implementation of
-// the JSON endpoints the page uses, with the shapes of the API contract,
-// canned Vietnamese dossiers, and a log of every POST. It keeps the real
-// API's request rules that concern a browser (JSON content type, loopback
-// Origin) so the page is held to them.
+// The fake agent: the real API server (agent/api) with web.Handler() as its
+// page, over a small in-memory Backend with canned Vietnamese dossiers that
+// logs every settling request. The page is thus held to the API's real wire
+// format and request rules (strict JSON bodies, JSON content type, loopback
+// Host and Origin), while the data stays deterministic.
 
-type value struct {
-	Value    string    `json:"value"`
-	Device   string    `json:"device"`
-	DeviceID string    `json:"device_id"`
-	Officer  string    `json:"officer"`
-	At       time.Time `json:"at"`
-	Op       string    `json:"op"`
-}
-
-type record struct {
-	ID          string             `json:"id"`
-	Fields      map[string]string  `json:"fields"`
-	Conflicts   map[string][]value `json:"conflicts"`
-	CreatedBy   string             `json:"created_by"`
-	CreatedAt   time.Time          `json:"created_at"`
-	UpdatedAt   time.Time          `json:"updated_at"`
-	RetiredInto string             `json:"retired_into,omitempty"`
-}
-
-type histOp struct {
-	Op       string            `json:"op"`
-	Kind     string            `json:"kind"`
-	Device   string            `json:"device"`
-	DeviceID string            `json:"device_id"`
-	Officer  string            `json:"officer"`
-	At       time.Time         `json:"at"`
-	Fields   map[string]string `json:"fields"`
-}
-
-type dupGroup struct {
-	Records []string `json:"records"`
-	Reason  string   `json:"reason"`
-	Key     string   `json:"key"`
-}
-
-type conflictItem struct {
-	Record   string  `json:"record"`
-	Field    string  `json:"field"`
-	FullName string  `json:"full_name"`
-	Values   []value `json:"values"`
-}
+type (
+	record   = api.Record
+	value    = api.Value
+	histOp   = api.HistoryEntry
+	dupGroup = api.Duplicate
+)
 
 // post is one POST the page sent.
 type post struct {
@@ -106,7 +71,6 @@ const (
 )
 
 type fakeAgent struct {
-	t   testing.TB
 	srv *httptest.Server
 
 	mu         sync.Mutex
@@ -116,39 +80,31 @@ type fakeAgent struct {
 	dups       []dupGroup
 	posts      []post
 	seq        int
-	refuseNext *apiError // answered to the next POST instead of acting
-	maxLimit   int       // caps ?limit, as the real API caps it at MaxListLimit
+	refuseNext error // returned to the next settling request instead of acting
+	maxLimit   int   // caps a page, as the real API caps it at MaxListLimit
 }
 
-type apiError struct {
-	Status  int    `json:"-"`
-	Error   string `json:"error"`
-	ErrorVI string `json:"error_vi"`
-}
+var (
+	_ api.Backend  = (*fakeAgent)(nil)
+	_ api.Admin    = (*fakeAgent)(nil)
+	_ api.Searcher = (*fakeAgent)(nil)
+)
 
 // newFakeAgent starts the fake on 127.0.0.1; admin says whether it may
 // settle (an admin device) or only show the queues (a field laptop).
 func newFakeAgent(t testing.TB, admin bool) *fakeAgent {
 	t.Helper()
-	f := &fakeAgent{t: t, canSettle: admin, records: map[string]*record{}, history: map[string][]histOp{}}
+	f := &fakeAgent{canSettle: admin, records: map[string]*record{}, history: map[string][]histOp{}}
 	f.seed()
-	mux := http.NewServeMux()
-	page := web.Handler()
-	mux.Handle("GET /{$}", page)
-	mux.Handle("GET /ui/", page)
-	mux.HandleFunc("GET /v1/status", f.status)
-	mux.HandleFunc("GET /v1/records", f.list)
-	mux.HandleFunc("GET /v1/records/{id}", f.get)
-	mux.HandleFunc("GET /v1/records/{id}/history", f.hist)
-	mux.HandleFunc("GET /v1/conflicts", f.conflicts)
-	mux.HandleFunc("POST /v1/records/{id}/resolve", f.resolve)
-	mux.HandleFunc("GET /v1/duplicates", f.duplicates)
-	mux.HandleFunc("POST /v1/merge", f.merge)
-	mux.HandleFunc("POST /v1/distinct", f.distinct)
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		reply(w, http.StatusNotFound, apiError{Error: "no such endpoint", ErrorVI: "không có địa chỉ API này"})
-	})
-	f.srv = httptest.NewServer(f.guard(mux))
+	cfg := api.DefaultConfig()
+	cfg.Addr = "127.0.0.1:0" // loopback: the Host and Origin checks are on
+	cfg.Logger = nil
+	cfg.UI = web.Handler()
+	srv, err := api.NewServer(cfg, f)
+	if err != nil {
+		t.Fatalf("api server: %v", err)
+	}
+	f.srv = httptest.NewServer(srv.Handler())
 	t.Cleanup(f.srv.Close)
 	return f
 }
@@ -175,10 +131,11 @@ func (f *fakeAgent) CapPageSize(n int) {
 	f.maxLimit = n
 }
 
-func (f *fakeAgent) RefuseNextPost(e apiError) {
+// RefuseNext makes the next settling request fail with err.
+func (f *fakeAgent) RefuseNext(err error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.refuseNext = &e
+	f.refuseNext = err
 }
 
 func (f *fakeAgent) at(min int) time.Time { return baseTime.Add(time.Duration(min) * time.Minute) }
@@ -190,8 +147,9 @@ func (f *fakeAgent) op(d device) string {
 
 // add creates a record captured by d at minute min, with its create op.
 func (f *fakeAgent) add(id string, d device, min int, fields map[string]string) *record {
+	created := f.at(min)
 	r := &record{ID: id, Fields: fields, Conflicts: map[string][]value{}, CreatedBy: d.name,
-		CreatedAt: f.at(min), UpdatedAt: f.at(min)}
+		CreatedAt: &created, UpdatedAt: f.at(min)}
 	f.records[id] = r
 	f.history[id] = append(f.history[id], histOp{Op: f.op(d), Kind: "create", Device: d.name, DeviceID: d.id,
 		Officer: d.officer, At: f.at(min), Fields: clone(fields)})
@@ -246,6 +204,7 @@ func (f *fakeAgent) seed() {
 	f.add(idHung2, devB, 55, map[string]string{"full_name": "Nguyễn Văn Hùng", "date_of_birth": "1969-02-14",
 		"sex": "nam", "ethnicity": "Kinh", "commune": "Thượng Phùng", "personal_id": "002069001111"})
 	f.records[idHung1].RetiredInto = idHung2
+	f.records[idHung2].MergedFrom = []string{idHung1}
 	f.history[idHung1] = append(f.history[idHung1], histOp{Op: f.op(devAdmin), Kind: "retire", Device: devAdmin.name,
 		DeviceID: devAdmin.id, Officer: devAdmin.officer, At: f.at(300), Fields: map[string]string{"_retired_into": idHung2}})
 	f.history[idHung2] = append(f.history[idHung2], histOp{Op: f.op(devAdmin), Kind: "merge", Device: devAdmin.name,
@@ -273,40 +232,62 @@ func clone(m map[string]string) map[string]string {
 	return c
 }
 
-// guard holds the page to the real API's rules for browsers.
-func (f *fakeAgent) guard(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if o := r.Header.Get("Origin"); o != "" {
-			u, err := url.Parse(o)
-			if err != nil || u.Hostname() != "127.0.0.1" {
-				reply(w, http.StatusForbidden, apiError{Error: "requests from web pages of other sites are refused",
-					ErrorVI: "yêu cầu từ trang web của trang khác bị từ chối"})
-				return
-			}
-		}
-		if r.Method == http.MethodPost {
-			mt, params, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
-			if err != nil || mt != "application/json" || (params["charset"] != "" && !strings.EqualFold(params["charset"], "utf-8")) {
-				reply(w, http.StatusUnsupportedMediaType, apiError{Error: "Content-Type must be application/json (UTF-8)",
-					ErrorVI: "Content-Type phải là application/json (UTF-8)"})
-				return
-			}
-		}
-		next.ServeHTTP(w, r)
-	})
+// copyRecord returns a copy the caller may keep: the server encodes it
+// after the lock is released.
+func copyRecord(r *record) record {
+	c := *r
+	c.Fields = clone(r.Fields)
+	c.Conflicts = make(map[string][]value, len(r.Conflicts))
+	for k, v := range r.Conflicts {
+		c.Conflicts[k] = slices.Clone(v)
+	}
+	c.MergedFrom = slices.Clone(r.MergedFrom)
+	return c
 }
 
-func reply(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json; charset=utf-8")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v)
+// logPost notes a settling request as the page sent it (the server has
+// decoded and normalised it), and says whether to act on it.
+func (f *fakeAgent) logPost(path string, req any) error {
+	b, err := json.Marshal(req)
+	if err != nil {
+		return err
+	}
+	var body map[string]any
+	if err := json.Unmarshal(b, &body); err != nil {
+		return err
+	}
+	f.posts = append(f.posts, post{Path: path, Body: body})
+	if !f.canSettle {
+		return fmt.Errorf("%w: this device is a field laptop", api.ErrForbidden)
+	}
+	if err := f.refuseNext; err != nil {
+		f.refuseNext = nil
+		return err
+	}
+	return nil
 }
 
-func notFound(w http.ResponseWriter) {
-	reply(w, http.StatusNotFound, apiError{Error: "record not found", ErrorVI: "không tìm thấy hồ sơ"})
+var errNotInFake = errors.New("the page never creates or edits dossiers")
+
+func (f *fakeAgent) Create(context.Context, map[string]string) (record, error) {
+	return record{}, errNotInFake
 }
 
-func (f *fakeAgent) status(w http.ResponseWriter, r *http.Request) {
+func (f *fakeAgent) Update(context.Context, string, map[string]string) (record, error) {
+	return record{}, errNotInFake
+}
+
+func (f *fakeAgent) Get(_ context.Context, id string) (record, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	r, ok := f.records[id]
+	if !ok {
+		return record{}, fmt.Errorf("%w: %s", api.ErrNotFound, id)
+	}
+	return copyRecord(r), nil
+}
+
+func (f *fakeAgent) Status(context.Context) (api.Status, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	conflicts := 0
@@ -314,30 +295,33 @@ func (f *fakeAgent) status(w http.ResponseWriter, r *http.Request) {
 		conflicts += len(rec.Conflicts)
 	}
 	contact := baseTime.Add(-17 * time.Hour)
-	reply(w, http.StatusOK, map[string]any{
-		"device": devAdmin.name, "device_id": devAdmin.id, "role": map[bool]string{true: "admin", false: "field"}[f.canSettle],
-		"deployment": "Công an huyện Mèo Vạc",
-		"peers": []map[string]any{
-			{"name": devA.name, "device_id": devA.id, "role": "field", "connected": true, "syncing": false},
-			{"name": devB.name, "device_id": devB.id, "role": "field", "connected": true, "syncing": true},
-			{"name": devC.name, "device_id": devC.id, "role": "field", "connected": false, "syncing": false},
+	role := "field"
+	if f.canSettle {
+		role = "admin"
+	}
+	return api.Status{
+		Device: devAdmin.name, DeviceID: devAdmin.id, Role: role, Deployment: "Công an huyện Mèo Vạc",
+		Peers: []api.Peer{
+			{Name: devA.name, DeviceID: devA.id, Role: "field", Connected: true},
+			{Name: devB.name, DeviceID: devB.id, Role: "field", Connected: true, Syncing: true},
+			{Name: devC.name, DeviceID: devC.id, Role: "field"},
 		},
-		"records": len(f.records), "conflicts": conflicts, "duplicates": len(f.dups),
-		"at_risk": 3, "held_elsewhere": 41, "can_settle": f.canSettle,
-		"upstream": map[string]any{
-			"hubs": []string{"hub.catinh-hagiang.local:7421"}, "reachable": false, "last_contact": contact,
-			"delivered": 38, "undelivered": 6,
-			"receipts": map[string]uint64{devA.id: 120, devB.id: 96},
-			"origins": map[string]any{
-				devA.id: map[string]any{"device": devA.name, "captured": 21, "delivered": 19},
-				devB.id: map[string]any{"device": devB.name, "captured": 17, "delivered": 15},
-				devC.id: map[string]any{"device": devC.name, "captured": 6, "delivered": 4},
+		Records: len(f.records), Conflicts: conflicts, Duplicates: len(f.dups),
+		AtRisk: 3, Held: 41, CanSettle: f.canSettle,
+		Upstream: api.Upstream{
+			Hubs: []string{"hub.catinh-hagiang.local:7421"}, LastContact: &contact,
+			Delivered: 38, Undelivered: 6,
+			Receipts: map[string]uint64{devA.id: 120, devB.id: 96},
+			Origins: map[string]api.OriginDelivery{
+				devA.id: {Device: devA.name, Captured: 21, Delivered: 19},
+				devB.id: {Device: devB.name, Captured: 17, Delivered: 15},
+				devC.id: {Device: devC.name, Captured: 6, Delivered: 4},
 			},
 		},
-	})
+	}, nil
 }
 
-// fold matches the way the agent's ?q= is meant to: no case, no diacritics.
+// fold matches the way the agent's ?q= does: no case, no diacritics.
 func fold(s string) string {
 	t := transform.Chain(norm.NFD, runes.Remove(runes.In(unicode.Mn)), norm.NFC)
 	out, _, err := transform.String(t, s)
@@ -348,15 +332,14 @@ func fold(s string) string {
 	return strings.Join(strings.Fields(strings.ToLower(out)), " ")
 }
 
-func (f *fakeAgent) list(w http.ResponseWriter, r *http.Request) {
+func (f *fakeAgent) List(ctx context.Context, after string, limit int) ([]record, string, error) {
+	return f.Search(ctx, "", after, limit)
+}
+
+func (f *fakeAgent) Search(_ context.Context, q, after string, limit int) ([]record, string, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	q := fold(r.URL.Query().Get("q"))
-	after := r.URL.Query().Get("after")
-	limit, err := strconv.Atoi(r.URL.Query().Get("limit"))
-	if err != nil || limit < 1 {
-		limit = 500
-	}
+	q = fold(q)
 	if f.maxLimit > 0 && limit > f.maxLimit {
 		limit = f.maxLimit
 	}
@@ -379,40 +362,28 @@ func (f *fakeAgent) list(w http.ResponseWriter, r *http.Request) {
 			next = out[len(out)-1].ID
 			break
 		}
-		out = append(out, *rec)
+		out = append(out, copyRecord(rec))
 	}
-	reply(w, http.StatusOK, map[string]any{"records": out, "next": next})
+	return out, next, nil
 }
 
-func (f *fakeAgent) get(w http.ResponseWriter, r *http.Request) {
+func (f *fakeAgent) History(_ context.Context, id string) ([]histOp, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	rec, ok := f.records[r.PathValue("id")]
+	h, ok := f.history[id]
 	if !ok {
-		notFound(w)
-		return
+		return nil, fmt.Errorf("%w: %s", api.ErrNotFound, id)
 	}
-	reply(w, http.StatusOK, rec)
+	return slices.Clone(h), nil
 }
 
-func (f *fakeAgent) hist(w http.ResponseWriter, r *http.Request) {
+func (f *fakeAgent) Conflicts(context.Context) ([]api.Conflict, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	h, ok := f.history[r.PathValue("id")]
-	if !ok {
-		notFound(w)
-		return
-	}
-	reply(w, http.StatusOK, h)
-}
-
-func (f *fakeAgent) conflicts(w http.ResponseWriter, r *http.Request) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	out := []conflictItem{}
+	out := []api.Conflict{}
 	for _, rec := range f.records {
 		for field, vs := range rec.Conflicts {
-			out = append(out, conflictItem{Record: rec.ID, Field: field, FullName: rec.Fields["full_name"], Values: vs})
+			out = append(out, api.Conflict{Record: rec.ID, Field: field, FullName: rec.Fields["full_name"], Values: slices.Clone(vs)})
 		}
 	}
 	sort.Slice(out, func(i, j int) bool {
@@ -421,133 +392,82 @@ func (f *fakeAgent) conflicts(w http.ResponseWriter, r *http.Request) {
 		}
 		return out[i].Field < out[j].Field
 	})
-	reply(w, http.StatusOK, out)
+	return out, nil
 }
 
-func (f *fakeAgent) duplicates(w http.ResponseWriter, r *http.Request) {
+func (f *fakeAgent) Duplicates(context.Context) ([]dupGroup, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	reply(w, http.StatusOK, append([]dupGroup{}, f.dups...))
+	return slices.Clone(f.dups), nil
 }
 
-// begin reads and logs a POST body, and says whether to go on: not when the
-// device may not settle or a refusal was queued.
-func (f *fakeAgent) begin(w http.ResponseWriter, r *http.Request, into any) bool {
-	var body map[string]any
-	raw := json.NewDecoder(r.Body)
-	if err := raw.Decode(&body); err != nil {
-		reply(w, http.StatusBadRequest, apiError{Error: "bad JSON: " + err.Error(), ErrorVI: "JSON không hợp lệ"})
-		return false
-	}
-	f.posts = append(f.posts, post{Path: r.URL.Path, Body: body})
-	if !f.canSettle {
-		reply(w, http.StatusForbidden, apiError{Error: "only an admin device may settle",
-			ErrorVI: "chỉ máy quản trị mới được giải quyết"})
-		return false
-	}
-	if e := f.refuseNext; e != nil {
-		f.refuseNext = nil
-		reply(w, e.Status, e)
-		return false
-	}
-	b, _ := json.Marshal(body)
-	if err := json.Unmarshal(b, into); err != nil {
-		reply(w, http.StatusBadRequest, apiError{Error: "bad body: " + err.Error(), ErrorVI: "nội dung không hợp lệ"})
-		return false
-	}
-	return true
-}
-
-func (f *fakeAgent) resolve(w http.ResponseWriter, r *http.Request) {
+func (f *fakeAgent) Resolve(_ context.Context, id string, req api.ResolveRequest) (record, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	var in struct {
-		Field string   `json:"field"`
-		Value string   `json:"value"`
-		Seen  []string `json:"seen"`
+	if err := f.logPost("/v1/records/"+id+"/resolve", req); err != nil {
+		return record{}, err
 	}
-	if !f.begin(w, r, &in) {
-		return
-	}
-	rec, ok := f.records[r.PathValue("id")]
+	rec, ok := f.records[id]
 	if !ok {
-		notFound(w)
-		return
+		return record{}, fmt.Errorf("%w: %s", api.ErrNotFound, id)
 	}
 	op := f.op(devAdmin)
 	now := f.at(400 + f.seq)
 	var left []value
-	for _, v := range rec.Conflicts[in.Field] {
-		if !slices.Contains(in.Seen, v.Op) {
+	for _, v := range rec.Conflicts[req.Field] {
+		if !slices.Contains(req.Seen, v.Op) {
 			left = append(left, v) // written since the admin looked: kept
 		}
 	}
 	if len(left) == 0 {
-		delete(rec.Conflicts, in.Field)
+		delete(rec.Conflicts, req.Field)
 	} else {
-		rec.Conflicts[in.Field] = append(left, value{Value: in.Value, Device: devAdmin.name, DeviceID: devAdmin.id,
+		rec.Conflicts[req.Field] = append(left, value{Value: req.Value, Device: devAdmin.name, DeviceID: devAdmin.id,
 			Officer: devAdmin.officer, At: now, Op: op})
 	}
-	rec.Fields[in.Field] = in.Value
+	rec.Fields[req.Field] = req.Value
 	rec.UpdatedAt = now
 	f.history[rec.ID] = append(f.history[rec.ID], histOp{Op: op, Kind: "resolve", Device: devAdmin.name,
-		DeviceID: devAdmin.id, Officer: devAdmin.officer, At: now, Fields: map[string]string{in.Field: in.Value}})
-	reply(w, http.StatusOK, rec)
+		DeviceID: devAdmin.id, Officer: devAdmin.officer, At: now, Fields: map[string]string{req.Field: req.Value}})
+	return copyRecord(rec), nil
 }
 
-func (f *fakeAgent) dropGroups(pred func(dupGroup) bool) {
-	f.dups = slices.DeleteFunc(f.dups, pred)
-}
-
-func (f *fakeAgent) merge(w http.ResponseWriter, r *http.Request) {
+func (f *fakeAgent) Merge(_ context.Context, req api.MergeRequest) (record, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	var in struct {
-		Survivor string            `json:"survivor"`
-		Other    string            `json:"other"`
-		Fields   map[string]string `json:"fields"`
+	if err := f.logPost("/v1/merge", req); err != nil {
+		return record{}, err
 	}
-	if !f.begin(w, r, &in) {
-		return
-	}
-	keep, ok1 := f.records[in.Survivor]
-	other, ok2 := f.records[in.Other]
-	if !ok1 || !ok2 || in.Survivor == in.Other {
-		notFound(w)
-		return
+	keep, ok1 := f.records[req.Survivor]
+	other, ok2 := f.records[req.Other]
+	if !ok1 || !ok2 {
+		return record{}, fmt.Errorf("%w: %s or %s", api.ErrNotFound, req.Survivor, req.Other)
 	}
 	now := f.at(400 + f.seq)
-	for k, v := range in.Fields {
+	for k, v := range req.Fields {
 		keep.Fields[k] = v
 	}
 	keep.UpdatedAt = now
+	keep.MergedFrom = append(keep.MergedFrom, other.ID)
 	other.RetiredInto = keep.ID
-	mergeFields := clone(in.Fields)
+	mergeFields := clone(req.Fields)
 	mergeFields["_merged_from."+other.ID] = "1"
 	f.history[keep.ID] = append(f.history[keep.ID], histOp{Op: f.op(devAdmin), Kind: "merge", Device: devAdmin.name,
 		DeviceID: devAdmin.id, Officer: devAdmin.officer, At: now, Fields: mergeFields})
 	f.history[other.ID] = append(f.history[other.ID], histOp{Op: f.op(devAdmin), Kind: "retire", Device: devAdmin.name,
 		DeviceID: devAdmin.id, Officer: devAdmin.officer, At: now, Fields: map[string]string{"_retired_into": keep.ID}})
-	f.dropGroups(func(g dupGroup) bool { return slices.Contains(g.Records, other.ID) })
-	reply(w, http.StatusOK, keep)
+	f.dups = slices.DeleteFunc(f.dups, func(g dupGroup) bool { return slices.Contains(g.Records, other.ID) })
+	return copyRecord(keep), nil
 }
 
-func (f *fakeAgent) distinct(w http.ResponseWriter, r *http.Request) {
+func (f *fakeAgent) Distinct(_ context.Context, a, b string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	var in struct {
-		Records []string `json:"records"`
+	if err := f.logPost("/v1/distinct", api.DistinctRequest{Records: []string{a, b}}); err != nil {
+		return err
 	}
-	if !f.begin(w, r, &in) {
-		return
-	}
-	if len(in.Records) != 2 {
-		reply(w, http.StatusBadRequest, apiError{Error: fmt.Sprintf("records must name 2 dossiers, not %d", len(in.Records)),
-			ErrorVI: "records phải có đúng 2 hồ sơ"})
-		return
-	}
-	f.dropGroups(func(g dupGroup) bool {
-		return slices.Contains(g.Records, in.Records[0]) && slices.Contains(g.Records, in.Records[1])
+	f.dups = slices.DeleteFunc(f.dups, func(g dupGroup) bool {
+		return slices.Contains(g.Records, a) && slices.Contains(g.Records, b)
 	})
-	reply(w, http.StatusOK, map[string]any{})
+	return nil
 }

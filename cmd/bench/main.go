@@ -152,6 +152,8 @@ func run(ctx context.Context, o options) error {
 	rssNow := fmt.Sprintf("now %.0f MB: %.0f MB heap and other anonymous, %.0f MB mapped files",
 		rssMB(receiver.Pid(), "VmRSS"), rssMB(receiver.Pid(), "RssAnon"), rssMB(receiver.Pid(), "RssFile"))
 	peakSender = max(peakSender, rssMB(sender.Pid(), "VmHWM"))
+	senderNow := fmt.Sprintf("now %.0f MB: %.0f MB heap and other anonymous, %.0f MB mapped files",
+		rssMB(sender.Pid(), "VmRSS"), rssMB(sender.Pid(), "RssAnon"), rssMB(sender.Pid(), "RssFile"))
 
 	// Reconcile two agents that agree: restart the receiver and read the
 	// new session's counters once it is in sync.
@@ -205,7 +207,7 @@ func run(ctx context.Context, o options) error {
 		{"reconcile_bytes", "bytes", float64(reconcileBytes), fmt.Sprintf("sync-protocol bytes both ways for %d dossiers in agreement (%d origin(s); bar: 4 KB); the whole reconnection incl. Noise and libp2p setup: %d bytes", o.n, len(rst.VersionVector), reconnectWire)},
 		{"reconcile_round_trips", "round_trips", float64(sess.RoundTrips), fmt.Sprintf("%d frames in all (bar: 1)", sess.Messages)},
 		{"agent_rss_mb", "MB", rss, fmt.Sprintf("peak resident memory of the receiving agent holding %d dossiers (bar: 200 MB); %s", o.n, rssNow)},
-		{"sender_rss_mb", "MB", peakSender, "peak resident memory of the sending agent"},
+		{"sender_rss_mb", "MB", peakSender, "peak resident memory of the sending agent; "+senderNow},
 	}
 	figs = append(figs, hubFigs...)
 	fmt.Println()

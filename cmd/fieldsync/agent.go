@@ -12,12 +12,17 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"syscall"
 
 	"github.com/fieldsync/fieldsync/agent"
 	"github.com/fieldsync/fieldsync/agent/identity"
 )
+
+// memoryLimit is the agent's soft Go memory limit: 96 MB (override with the
+// GOMEMLIMIT environment variable).
+const memoryLimit = 96 << 20
 
 // stringList is a repeatable string flag.
 type stringList []string
@@ -181,6 +186,12 @@ func runDaemon(ctx context.Context, name, usage string, args []string, stdout, s
 		if dev.Credential.Role != needRole {
 			return fmt.Errorf("device %q has role %s; `fieldsync %s` needs a device provisioned with --role %s", dev.Name(), dev.Credential.Role, name, needRole)
 		}
+	}
+	if os.Getenv("GOMEMLIMIT") == "" {
+		// A soft limit on the Go heap: past it the collector works harder
+		// instead of letting garbage from a burst of sync double the heap.
+		// Laptops are small; the agent's live data is far below this.
+		debug.SetMemoryLimit(memoryLimit)
 	}
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()

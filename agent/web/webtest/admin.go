@@ -6,25 +6,6 @@ import (
 	"github.com/chromedp/chromedp"
 )
 
-// The page marks what a test needs to find with data attributes that do not
-// depend on the language shown. They are a contract between the page and
-// its tests:
-//
-//	body[data-view]                       overview, records, conflicts, duplicates
-//	#count-conflicts, #count-duplicates   the queue sizes in the header (hidden at 0)
-//	[data-tile="records"|"conflicts"|"duplicates"|"at_risk"|"held_elsewhere"] .tile-value
-//	#search, table.records tr[data-id]    the dossier list
-//	.field[data-field], .field-conflict   a dossier's fields; a field in conflict
-//	table.history tr[data-op][data-kind]  a dossier's history
-//	[data-survivor]                       on a merged dossier, the link to the one kept
-//	article.conflict[data-record][data-field]   one conflict in the queue
-//	  label.value-card[data-value]              one of its values (the raw value)
-//	  .custom-input, .actions button            a typed value; the settle button
-//	article.duplicate[data-records="ID ID"]     one group of possible duplicates
-//	[data-readonly]                       the note shown when the device may not settle
-//	.error .error-main, .error-other      an error, current language first
-//	#lang                                 the language switch
-
 // ConflictCard is the CSS selector of the queue's item for field of record.
 func ConflictCard(record, field string) string {
 	return fmt.Sprintf(`article.conflict[data-record=%s][data-field=%s]`, jsString(record), jsString(field))

@@ -6,7 +6,31 @@
 // if the page asked for anything outside loopback, threw an uncaught
 // exception, logged a console error or broke its Content-Security-Policy.
 // The actions ([ClickText], [WaitText], ...) find elements by the text a
-// person reads, so a test reads like the steps an admin takes.
+// person reads, so a test reads like the steps an admin takes;
+// [SettleConflict] and the selectors [ConflictCard] and [DuplicateCard] do
+// not depend on the language shown.
+//
+// # Hooks
+//
+// The page marks what a test needs to find with data attributes and ids that
+// do not depend on the language shown; they are a contract between the page
+// and its tests:
+//
+//	body[data-view]                       overview, records, conflicts, duplicates
+//	#count-conflicts, #count-duplicates   the queue sizes in the header (hidden at 0)
+//	[data-tile=NAME] .tile-value          overview figures: records, conflicts,
+//	                                      duplicates, at_risk, held_elsewhere
+//	#search, table.records tr[data-id]    the dossier list
+//	.field[data-field], .field-conflict   a dossier's fields; a field in conflict
+//	table.history tr[data-op][data-kind]  a dossier's history
+//	[data-survivor], [data-merged]        links to the dossier kept / merged in
+//	article.conflict[data-record][data-field]   one conflict in the queue
+//	  label.value-card[data-value]              one competing value (as stored)
+//	  .custom-input, .actions button            a typed value; the settle button
+//	article.duplicate[data-records="ID ID"]     one group of possible duplicates
+//	[data-readonly]                       the note shown when the device may not settle
+//	.error .error-main, .error-other      an error, current language first
+//	#lang                                 the language switch
 package webtest
 
 import (

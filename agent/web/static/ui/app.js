@@ -110,7 +110,11 @@ async function route(focus) {
     return;
   }
   replace(main, h('p', { class: 'loading', text: t('loading') }));
-  if (focus) main.focus({ preventScroll: true });
+  if (focus) {
+    // A new view starts at its top, and a screen reader starts reading it.
+    window.scrollTo(0, 0);
+    main.focus({ preventScroll: true });
+  }
   const ctx = {
     main,
     params: match.slice(1).map((s) => decodeURIComponent(s)),

@@ -191,7 +191,7 @@ function label(r) {
 }
 
 // sharedText shows what the dossiers have in common, taken from the first
-// one: the agent's key is folded (lower case, no spaces) and not for people.
+// one: the agent's key is folded (lower case, no diacritics), not for people.
 function sharedText(g, r) {
   const f = r.fields || {};
   if (g.reason === 'personal_id') return f.personal_id || '';

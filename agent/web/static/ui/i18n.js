@@ -16,7 +16,7 @@ const words = {
   // Roles.
   role_field: ['Máy thực địa', 'Field laptop'],
   role_admin: ['Máy quản trị', 'Admin device'],
-  role_hub: ['Máy chủ tổng (hub)', 'Hub'],
+  role_hub: ['Máy chủ trung tâm (hub)', 'Hub'],
 
   // Overview.
   overview_title: ['Tổng quan', 'Overview'],
@@ -40,10 +40,10 @@ const words = {
   connected: ['Đang kết nối', 'Connected'],
   syncing: ['Đang đồng bộ', 'Syncing'],
   not_connected: ['Không kết nối', 'Not connected'],
-  upstream_title: ['Gửi lên máy chủ tổng', 'Delivery to the hub'],
-  upstream_is_hub: ['Máy này là máy chủ tổng: hồ sơ nhận được đã được lưu ở đây.',
+  upstream_title: ['Gửi lên máy chủ trung tâm', 'Delivery to the hub'],
+  upstream_is_hub: ['Máy này là máy chủ trung tâm: hồ sơ nhận được đã được lưu ở đây.',
     'This device is the hub: the dossiers it receives are stored here.'],
-  hub_reachable: ['Kết nối máy chủ tổng', 'Hub connection'],
+  hub_reachable: ['Kết nối máy chủ trung tâm', 'Hub connection'],
   reachable_yes: ['Đang kết nối', 'Connected'],
   reachable_no: ['Không kết nối', 'Not connected'],
   last_contact: ['Liên lạc lần cuối', 'Last contact'],
@@ -54,7 +54,7 @@ const words = {
   captured: ['Đã nhập', 'Captured'],
   upload_progress: ['Đang gửi lên {hub}: đã gửi {sent}, còn {pending} thao tác.',
     'Uploading to {hub}: {sent} sent, {pending} operations left.'],
-  no_hub: ['Máy này chưa được cấu hình máy chủ tổng.', 'No hub is configured on this device.'],
+  no_hub: ['Máy này chưa được cấu hình máy chủ trung tâm.', 'No hub is configured on this device.'],
 
   // Dossier list.
   records_title: ['Danh sách hồ sơ', 'Dossiers'],
@@ -74,6 +74,7 @@ const words = {
   back_to_list: ['← Danh sách hồ sơ', '← All dossiers'],
   retired_note: ['Hồ sơ này đã được gộp vào một hồ sơ khác.', 'This dossier was merged into another one.'],
   retired_link: ['Mở hồ sơ được giữ lại', 'Open the surviving dossier'],
+  merged_from_note: ['Các hồ sơ đã gộp vào hồ sơ này:', 'Dossiers merged into this one:'],
   fields_title: ['Thông tin', 'Details'],
   field_conflict: ['Xung đột: {n} giá trị', 'Conflict: {n} values'],
   shown_value: ['Giá trị đang hiển thị', 'Value shown'],
@@ -280,11 +281,4 @@ export function formatValue(field, value) {
   if (value === undefined || value === null || value === '') return t('empty_value');
   if (field === 'date_of_birth') return formatDate(value);
   return String(value);
-}
-
-// fold makes text comparable without case or diacritics, for matching what
-// an officer types against names (đ has no decomposition, so it is mapped).
-export function fold(s) {
-  return String(s || '').normalize('NFD').replace(/[\u0300-\u036f]/g, '')
-    .replace(/đ/g, 'd').replace(/Đ/g, 'd').toLowerCase().replace(/\s+/g, ' ').trim();
 }

@@ -135,6 +135,12 @@ export async function renderRecord(ctx) {
     h('a', { class: 'btn btn-secondary', href: '#/records/' + encodeURIComponent(rec.retired_into), data: { survivor: rec.retired_into } },
       t('retired_link') + ' (' + rec.retired_into + ')')) : null;
 
+  const mergedFrom = Array.isArray(rec.merged_from) ? rec.merged_from : [];
+  const merged = mergedFrom.length ? h('div', { class: 'notice notice-merged', role: 'note' },
+    h('p', { text: t('merged_from_note') }),
+    h('ul', { class: 'merged-list' }, mergedFrom.map((other) => h('li', null,
+      h('a', { class: 'link mono', href: '#/records/' + encodeURIComponent(other), data: { merged: other }, text: other }))))) : null;
+
   const rows = names.map((name) => {
     const values = conflicts[name];
     if (!values || values.length < 2) {
@@ -159,6 +165,7 @@ export async function renderRecord(ctx) {
     h('p', null, h('a', { href: '#/records', class: 'link', text: t('back_to_list') })),
     h('h1', null, f.full_name || t('record_title'), ' ', h('span', { class: 'record-id mono', text: rec.id })),
     retired,
+    merged,
     h('section', { class: 'card' }, h('h2', { text: t('fields_title') }), h('dl', { class: 'fields' }, rows), meta),
     h('section', { class: 'card' }, h('h2', { text: t('history_title') }),
       hist.err ? errorBox(hist.err) : historyTable(Array.isArray(hist.ok) ? hist.ok : [])));
@@ -169,7 +176,7 @@ function metaFact(label, value) {
 }
 
 // who says where a value came from: device, officer, time.
-export function who(v) {
+function who(v) {
   return [v.device || v.device_id || '—', v.officer || null, formatTime(v.at)].filter(Boolean).join(' · ');
 }
 
