@@ -23,7 +23,7 @@ const memChildEnv = "FIELDSYNC_STORE_MEM_CHILD"
 // Anonymous memory (heap, stacks) is what a laptop really gives up: it is
 // bounded tightly. The peak resident set also counts badger's memory-mapped
 // files: every value log page written by this process would stay mapped and
-// resident, ~2.4 KB per op; the store pages them out every 32 MB (trim.go),
+// resident, ~2.4 KB per op; the store pages them out every 16 MB (trim.go),
 // so the whole process stays under the 200 MB a laptop can spare.
 const (
 	peakAnonLimit = 100 << 20

@@ -207,7 +207,7 @@ func run(ctx context.Context, o options) error {
 		{"reconcile_bytes", "bytes", float64(reconcileBytes), fmt.Sprintf("sync-protocol bytes both ways for %d dossiers in agreement (%d origin(s); bar: 4 KB); the whole reconnection incl. Noise and libp2p setup: %d bytes", o.n, len(rst.VersionVector), reconnectWire)},
 		{"reconcile_round_trips", "round_trips", float64(sess.RoundTrips), fmt.Sprintf("%d frames in all (bar: 1)", sess.Messages)},
 		{"agent_rss_mb", "MB", rss, fmt.Sprintf("peak resident memory of the receiving agent holding %d dossiers (bar: 200 MB); %s", o.n, rssNow)},
-		{"sender_rss_mb", "MB", peakSender, "peak resident memory of the sending agent; "+senderNow},
+		{"sender_rss_mb", "MB", peakSender, "peak resident memory of the sending agent; " + senderNow},
 	}
 	figs = append(figs, hubFigs...)
 	fmt.Println()
