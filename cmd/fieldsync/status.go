@@ -56,6 +56,7 @@ func printStatus(w io.Writer, st api.Status) error {
 	fmt.Fprintf(tw, "Phiên bản / Version:\t%s\n", orDash(st.Version))
 	fmt.Fprintf(tw, "Hồ sơ / Dossiers:\t%d\n", st.Records)
 	fmt.Fprintf(tw, "Xung đột / Conflicts:\t%d\n", st.Conflicts)
+	fmt.Fprintf(tw, "Có thể trùng / Possible duplicates:\t%d\n", st.Duplicates)
 	fmt.Fprintf(tw, "Chỉ có trên máy này / Only on this laptop:\t%d\n", st.AtRisk)
 	fmt.Fprintf(tw, "Đã có ở máy khác / Held elsewhere:\t%d\n", st.Held)
 	if err := tw.Flush(); err != nil {
@@ -76,6 +77,29 @@ func printStatus(w io.Writer, st api.Status) error {
 		if err := tw.Flush(); err != nil {
 			return err
 		}
+	}
+
+	up := st.Upstream
+	fmt.Fprintf(w, "\nLên tỉnh / Upstream:\n")
+	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "  Máy chủ / Hubs:\t%s\n", orDash(clean(strings.Join(up.Hubs, ", "))))
+	fmt.Fprintf(tw, "  Kết nối được / Reachable:\t%s\n", yesNo(up.Reachable))
+	last := "-"
+	if up.LastContact != nil {
+		last = showTime(*up.LastContact)
+	}
+	fmt.Fprintf(tw, "  Liên lạc gần nhất / Last contact:\t%s\n", last)
+	fmt.Fprintf(tw, "  Đã lên tỉnh / Delivered:\t%d\n", up.Delivered)
+	fmt.Fprintf(tw, "  Chưa lên tỉnh / Undelivered:\t%d\n", up.Undelivered)
+	if up.Upload != nil {
+		fmt.Fprintf(tw, "  Đang gửi lên / Uploading to %s:\t%d sent, %d pending\n", clean(up.Upload.Hub), up.Upload.SentOps, up.Upload.PendingOps)
+	}
+	for _, id := range slices.Sorted(maps.Keys(up.Origins)) {
+		o := up.Origins[id]
+		fmt.Fprintf(tw, "  %s\t%d / %d đã lên / delivered\n", orDash(clean(o.Device)), o.Delivered, o.Captured)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
 	}
 
 	fmt.Fprintf(w, "\nVéc-tơ phiên bản / Version vector (%d):\n", len(st.VersionVector))
