@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strings"
 	"time"
 )
 
@@ -112,17 +113,29 @@ func (s *Server) decodeJSON(w http.ResponseWriter, r *http.Request, v any) bool 
 }
 
 func (s *Server) conflicts(w http.ResponseWriter, r *http.Request) {
+	serveAdminList(s, w, r, func(a Admin, _ string) ([]Conflict, error) { return a.Conflicts(r.Context()) })
+}
+
+// serveAdminList answers a GET that lists something of the admin's: a JSON
+// array, [] rather than null when empty. For a route with {id}, the id is
+// checked and passed on.
+func serveAdminList[T any](s *Server, w http.ResponseWriter, r *http.Request, list func(a Admin, id string) ([]T, error)) {
 	a := s.admin(w, r)
 	if a == nil {
 		return
 	}
-	out, err := a.Conflicts(r.Context())
+	id := r.PathValue("id")
+	if r.Pattern != "" && strings.Contains(r.Pattern, "{id}") && !validID(id) {
+		s.fail(w, r, answerNotFound())
+		return
+	}
+	out, err := list(a, id)
 	if err != nil {
 		s.fail(w, r, answerFor(err))
 		return
 	}
 	if out == nil {
-		out = []Conflict{}
+		out = []T{}
 	}
 	s.reply(w, r, http.StatusOK, out)
 }
@@ -162,40 +175,11 @@ func (s *Server) resolve(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) history(w http.ResponseWriter, r *http.Request) {
-	a := s.admin(w, r)
-	if a == nil {
-		return
-	}
-	id := r.PathValue("id")
-	if !validID(id) {
-		s.fail(w, r, answerNotFound())
-		return
-	}
-	out, err := a.History(r.Context(), id)
-	if err != nil {
-		s.fail(w, r, answerFor(err))
-		return
-	}
-	if out == nil {
-		out = []HistoryEntry{}
-	}
-	s.reply(w, r, http.StatusOK, out)
+	serveAdminList(s, w, r, func(a Admin, id string) ([]HistoryEntry, error) { return a.History(r.Context(), id) })
 }
 
 func (s *Server) duplicates(w http.ResponseWriter, r *http.Request) {
-	a := s.admin(w, r)
-	if a == nil {
-		return
-	}
-	out, err := a.Duplicates(r.Context())
-	if err != nil {
-		s.fail(w, r, answerFor(err))
-		return
-	}
-	if out == nil {
-		out = []Duplicate{}
-	}
-	s.reply(w, r, http.StatusOK, out)
+	serveAdminList(s, w, r, func(a Admin, _ string) ([]Duplicate, error) { return a.Duplicates(r.Context()) })
 }
 
 func (s *Server) merge(w http.ResponseWriter, r *http.Request) {
