@@ -122,7 +122,7 @@ func TestDemoRunsEveryStep(t *testing.T) {
 	took := time.Since(began)
 	text := out.String()
 	for _, want := range []string{
-		"▶ Bước 1 / Step 1:", "▶ Bước 9 / Step 9:",
+		"▶ Bước 1 / Step 1:", "▶ Bước 11 / Step 11:",
 		"$ fieldsync authority init --dir $DEMO/authority",
 		"--no-mdns", "--join",
 		"laptop-a: 60 hồ sơ",                    // step 4: 3 × 20 converged
@@ -131,7 +131,24 @@ func TestDemoRunsEveryStep(t *testing.T) {
 		"Chỉ có trên máy này / Only on this laptop:  0",
 		`"Vừ Mí Chứ"  laptop-b`, `"Vừ Mý Chứ"  laptop-c`, // step 7: both values, by device
 		"Tạo bởi / Created by:  laptop-a",
-		// Step 8: the island trip.
+		// Officers, and the admin's laptop provisioned in step 1.
+		`--role field --officer "Thượng úy Sùng Mí Lử"`,
+		`--name admin-huyen --data $DEMO/admin-huyen --role admin --officer "Trung tá Giàng Xuân Thắng"`,
+		// Step 8: the admin settles the conflict; a field laptop may not.
+		"Xung đột / Conflicts: 1",
+		"fieldsync: only an admin device or the hub may settle (this device is field) / chỉ máy quản trị hoặc máy chủ trung tâm mới được giải quyết",
+		"bị từ chối (HTTP 403, mã thoát 1); xung đột vẫn còn nguyên",
+		`full_name = "Vừ Mí Chứ"`,
+		"Xung đột / Conflicts: 0",
+		"trang trả lời 200 (text/html; charset=utf-8, tiếng Việt)",
+		// Step 9: duplicates found, merged and kept apart.
+		"Có thể trùng / Possible duplicates: 2",
+		`--field "commune=Khâu Vai" --field "permanent_address=Thôn Pắc Cạm, xã Khâu Vai, huyện Mèo Vạc, tỉnh Hà Giang" --field phone=`,
+		"Đã gộp / Merged",
+		"Đã ghi nhận hai người khác nhau / Marked as two different people",
+		"Có thể trùng / Possible duplicates: 0",
+		"admin-huyen giải quyết 1/1 xung đột, gộp 1 cặp hồ sơ trùng, tách 1 cặp là hai người",
+		// Step 10: the island trip.
 		"--name hub-khanh-hoa --data $DEMO/khanh-hoa/hub-khanh-hoa --role hub",
 		"$ fieldsync hub --data $DEMO/khanh-hoa/hub-khanh-hoa",
 		"--hub 127.0.0.1:",
@@ -150,6 +167,7 @@ func TestDemoRunsEveryStep(t *testing.T) {
 			t.Errorf("output lacks %q", want)
 		}
 	}
+	assertSettled(t, text)
 	// island-b's per-laptop counts: both laptops' 6 dossiers delivered.
 	for _, name := range []string{"island-a", "island-b"} {
 		if !regexp.MustCompile(`(?m)^\s+` + name + `\s+6\s+6$`).MatchString(text) {
@@ -184,6 +202,55 @@ func TestDemoRunsEveryStep(t *testing.T) {
 	}
 }
 
+// assertSettled checks the facts of steps 8 and 9 in the demo's output:
+// the conflict's values with their officers, the decision and the merge on
+// every field laptop, the retired dossier's pointer and the history.
+func assertSettled(t *testing.T, text string) {
+	t.Helper()
+	stamp := `\s+\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \S+\s+op \S+:\d+`
+	took := `(\d+ ms|\d+\.\d\d s)`
+	for _, re := range []string{
+		// The conflict queue, values side by side with laptop, officer, time.
+		`"Vừ Mý Chứ"\s+laptop-c Đại úy Triệu Tiến Chài` + stamp,
+		`"Vừ Mí Chứ"\s+laptop-b Trung úy Hoàng Thị Mến` + stamp,
+		`→ http://127\.0\.0\.1:\d+/\n`,
+		`\$ fieldsync resolve --api 127\.0\.0\.1:\d+ \S+ full_name "Vừ Mí Chứ"`,
+		`(?m)^\s+│ personal_id\s+\S+ \S+$`,
+		`(?m)^\s+│ name_dob\s+\S+ \S+$`,
+		`(?m)^\s+│ \d{4}-\d\d-\d\d \d\d:\d\d:\d\d \S+\s+create\s+laptop-a Thượng úy Sùng Mí Lử\s+op `,
+		`(?m)^\s+│ \d{4}-\d\d-\d\d \d\d:\d\d:\d\d \S+\s+merge\s+admin-huyen Trung tá Giàng Xuân Thắng\s+op `,
+	} {
+		if !regexp.MustCompile(re).MatchString(text) {
+			t.Errorf("output lacks a match of %s", re)
+		}
+	}
+	for _, name := range []string{"laptop-a", "laptop-b", "laptop-c", "laptop-d"} {
+		for _, re := range []string{
+			name + `: "Vừ Mí Chứ", không còn xung đột, ` + took + ` sau lệnh resolve`,
+			name + `: đã gộp, không còn hồ sơ trùng, ` + took + ` sau lệnh merge`,
+		} {
+			if !regexp.MustCompile(re).MatchString(text) {
+				t.Errorf("output lacks a match of %s", re)
+			}
+		}
+	}
+	// The retired dossier points at the survivor, and the survivor names it.
+	m := regexp.MustCompile(`\$ fieldsync merge --api \S+ (\S+) (\S+) `).FindStringSubmatch(text)
+	if m == nil {
+		t.Error("output shows no merge command")
+		return
+	}
+	survivor, other := m[1], m[2]
+	for _, want := range []string{
+		`"id": "` + other + `",` + "\n" + resIndent + `│   "retired_into": "` + survivor + `"`,
+		`"id": "` + survivor + `",` + "\n" + resIndent + `│   "merged_from": [` + "\n" + resIndent + `│     "` + other + `"`,
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("output lacks %q", want)
+		}
+	}
+}
+
 // Ctrl-C in the middle (the context cancelled) stops every agent and removes
 // the temporary directory.
 func TestDemoInterruptedCleansUp(t *testing.T) {
@@ -198,8 +265,8 @@ func TestDemoInterruptedCleansUp(t *testing.T) {
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("run returned %v, want context.Canceled\n%s", err, out)
 	}
-	if len(cs) != 1 || len(cs[0].Agents()) != 3 {
-		t.Fatalf("%d deployments before the interrupt, want 1 with 3 agents", len(cs))
+	if len(cs) != 1 || len(cs[0].Agents()) != 4 {
+		t.Fatalf("%d deployments before the interrupt, want 1 with 4 devices (3 laptops and the admin's)", len(cs))
 	}
 	assertCleanedUp(t, cs, o.TempRoot)
 }

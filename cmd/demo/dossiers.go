@@ -17,6 +17,9 @@ type team struct {
 	TeamVI  string // who carries the laptop, in Vietnamese
 	TeamEN  string // and in English
 	Commune string // commune the team captures in, e.g. "Pả Vi"
+	// Officer is who the laptop is issued to (`device init --officer`),
+	// shown beside every change it makes.
+	Officer string
 	// HomeVisits: the team visits elderly and disabled people at home, so
 	// its people are older and some know only their year of birth.
 	HomeVisits bool
@@ -253,6 +256,46 @@ func communeLabel(commune string) string {
 		return "thị trấn Mèo Vạc"
 	}
 	return "xã " + commune
+}
+
+// recapture returns a second dossier of the person in first, captured
+// again by another team that did not know of the first: the same identity
+// (name, birth, personal ID), where she lives now, a new phone number and
+// the capturing laptop's own photo and fingerprints.
+func (g *generator) recapture(t team, first map[string]string, village, notes string) map[string]string {
+	g.n++
+	d := map[string]string{
+		"commune":           t.Commune,
+		"permanent_address": "Thôn " + village + ", " + communeLabel(t.Commune) + ", huyện Mèo Vạc, tỉnh Hà Giang",
+		"phone":             g.phone(),
+		"photo_ref":         fmt.Sprintf("anh/%s/%04d.jpg", t.Laptop, g.n),
+		"fingerprint_ref":   fmt.Sprintf("vantay/%s/%04d.wsq", t.Laptop, g.n),
+		"notes":             notes,
+	}
+	for _, k := range []string{"full_name", "date_of_birth", "sex", "ethnicity", "personal_id", "hometown"} {
+		d[k] = first[k]
+	}
+	return d
+}
+
+// elder returns a dossier of p, born and living in commune of Mèo Vạc,
+// captured by t, who remembers only the year of birth: the ID number is
+// drawn for that year.
+func (g *generator) elder(t team, p person, commune string, year int) map[string]string {
+	at := t
+	at.Commune, at.HomeVisits = commune, false
+	if p.Origin == nil {
+		p.Origin = &localPeoples
+	}
+	d := g.dossier(at, p)
+	d["date_of_birth"] = fmt.Sprintf("%04d", year)
+	d["personal_id"] = personalID(p.Origin.Code, d["sex"], year, g.r)
+	note := "Chỉ nhớ năm sinh / remembers only the year of birth"
+	if t.HomeVisits {
+		note = "Thăm tại nhà; chỉ nhớ năm sinh / home visit; remembers only the year of birth"
+	}
+	d["notes"] = note
+	return d
 }
 
 // phone is written the way officers type it; the agent stores the digits.

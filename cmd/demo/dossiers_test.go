@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"golang.org/x/text/unicode/norm"
 
@@ -135,6 +137,66 @@ func TestIslandDossiersAreValid(t *testing.T) {
 		seen[id] = true
 		if d["commune"] != "Vạn Thạnh" || !strings.Contains(d["permanent_address"], "xã Vạn Thạnh, huyện Vạn Ninh, tỉnh Khánh Hòa") {
 			t.Fatalf("island dossier %d: commune %q, address %q", i, d["commune"], d["permanent_address"])
+		}
+	}
+}
+
+// Step 9's dossiers: the second capture is the same person (name, birth,
+// personal ID) living elsewhere; the two elders are two people whose names
+// differ only by y and i, born the same year. All are ones the agent
+// accepts.
+func TestDuplicateDossiers(t *testing.T) {
+	s := schema.Dossier()
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	tr := &trip{gen: newGenerator(20220106), teams: map[string]team{}, by: map[string]int{}}
+	for _, tm := range teams {
+		tr.teams[tm.Laptop] = tm
+	}
+	first := tr.dossiers("laptop-a", 2)[1]
+	again := tr.gen.recapture(tr.teams["laptop-b"], first, marketVillage, marketNotes)
+	my := tr.gen.elder(tr.teams["laptop-c"], person{Name: elderMy, Ethnicity: "Mông", Sex: "nữ"}, elderMyHome, eldersBorn)
+	mi := tr.gen.elder(tr.teams["laptop-a"], person{Name: elderMi, Ethnicity: "Mông", Sex: "nữ"}, elderMiHome, eldersBorn)
+	for i, d := range []map[string]string{first, again, my, mi} {
+		if _, err := s.ValidateNew(d, now); err != nil {
+			t.Fatalf("dossier %d refused: %v\n%v", i, err, d)
+		}
+	}
+	for _, k := range []string{"full_name", "date_of_birth", "personal_id"} {
+		if first[k] != again[k] {
+			t.Errorf("second capture: %s %q, first %q", k, again[k], first[k])
+		}
+	}
+	if first["full_name"] != "Giàng Thị Mỷ" || again["commune"] != "Khâu Vai" || first["photo_ref"] == again["photo_ref"] {
+		t.Errorf("second capture of %q: commune %q, photo %q (first %q)", first["full_name"], again["commune"], again["photo_ref"], first["photo_ref"])
+	}
+	fold := func(n string) string { return strings.ReplaceAll(schema.FoldNameNoDiacritics(n), "y", "i") }
+	switch {
+	case my["full_name"] == mi["full_name"] || fold(my["full_name"]) != fold(mi["full_name"]):
+		t.Errorf("elders %q and %q: want names equal only up to diacritics and y/i", my["full_name"], mi["full_name"])
+	case my["date_of_birth"] != "1952" || mi["date_of_birth"] != "1952":
+		t.Errorf("elders born %q and %q, want 1952", my["date_of_birth"], mi["date_of_birth"])
+	case my["personal_id"] == mi["personal_id"] || my["personal_id"][:6] != "002152" || mi["personal_id"][:6] != "002152":
+		t.Errorf("elders' IDs %q and %q", my["personal_id"], mi["personal_id"])
+	case my["commune"] != elderMyHome || mi["commune"] != elderMiHome:
+		t.Errorf("elders live in %q and %q", my["commune"], mi["commune"])
+	}
+}
+
+// Officer names pass the credential's rule (1 to 64 printable characters)
+// and are NFC, as typed on a Vietnamese keyboard.
+func TestOfficerNames(t *testing.T) {
+	names := []string{adminOfficer}
+	for _, tm := range teams {
+		names = append(names, tm.Officer)
+	}
+	for _, n := range names {
+		if c := utf8.RuneCountInString(n); c < 1 || c > 64 || !norm.NFC.IsNormalString(n) {
+			t.Errorf("officer %q: %d characters, NFC %v", n, c, norm.NFC.IsNormalString(n))
+		}
+		for _, r := range n {
+			if !unicode.IsPrint(r) {
+				t.Errorf("officer %q: %U not printable", n, r)
+			}
 		}
 	}
 }

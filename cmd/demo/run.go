@@ -20,14 +20,14 @@ import (
 // The teams of the trip: one deployment, the Mèo Vạc district police, whose
 // laptops meet in the evening at the commune or district station.
 var teams = []team{
-	{Laptop: "laptop-a", Commune: "Pả Vi",
+	{Laptop: "laptop-a", Commune: "Pả Vi", Officer: "Thượng úy Sùng Mí Lử",
 		TeamVI: "Tổ công tác 06 xã Pả Vi", TeamEN: "Project 06 team of Pả Vi commune"},
-	{Laptop: "laptop-b", Commune: "Khâu Vai",
+	{Laptop: "laptop-b", Commune: "Khâu Vai", Officer: "Trung úy Hoàng Thị Mến",
 		TeamVI: "Tổ công tác 06 xã Khâu Vai", TeamEN: "Project 06 team of Khâu Vai commune"},
-	{Laptop: "laptop-c", HomeVisits: true,
+	{Laptop: "laptop-c", HomeVisits: true, Officer: "Đại úy Triệu Tiến Chài",
 		TeamVI: "Đội lưu động huyện: thăm nhà người già, người khuyết tật",
 		TeamEN: "district mobile team: home visits to the elderly and disabled"},
-	{Laptop: "laptop-d", Commune: townCommune,
+	{Laptop: "laptop-d", Commune: townCommune, Officer: "Thiếu tá Nguyễn Đức Long",
 		TeamVI: "Máy của đội trưởng tại trụ sở Công an huyện",
 		TeamEN: "the team leader's laptop at the district police station"},
 }
@@ -50,6 +50,13 @@ var featured = map[string][]person{
 		{Name: "Nguyễn Thị Hồng Nhung", Ethnicity: "Kinh", Sex: "nữ", Origin: &elsewhere[2]},
 	},
 }
+
+// The district admin's laptop: at the district police station, issued to
+// the officer who settles conflicts and duplicates for the district.
+const (
+	adminName    = "admin-huyen"
+	adminOfficer = "Trung tá Giàng Xuân Thắng"
+)
 
 // The two corrections of step 7.
 const (
@@ -76,9 +83,12 @@ type trip struct {
 	all   []string
 	by    map[string]int
 	fixID string // the dossier corrected twice in step 7
-	// conflicts is how many dossiers are in conflict after step 7.
-	conflicts int
-	// isl is the province of the island trip (step 8), once it exists.
+	// twiceID is Giàng Thị Mỷ's dossier, captured again in step 9.
+	twiceID string
+	// conflicts is how many dossiers are in conflict after step 7;
+	// settled, merged and distinct what the admin settled in steps 8-9.
+	conflicts, settled, merged, distinct int
+	// isl is the province of the island trip (step 10), once it exists.
 	isl *island
 }
 
@@ -152,8 +162,8 @@ func run(ctx context.Context, o options) (err error) {
 		vi, en string
 		do     func(context.Context) error
 	}{
-		{"Cán bộ CNTT huyện tạo đợt triển khai, cấp danh tính cho ba máy",
-			"The district IT officer creates the deployment, provisions three laptops", t.provision},
+		{"Cán bộ CNTT huyện tạo đợt triển khai, cấp danh tính cho ba máy và máy quản trị",
+			"The district IT officer creates the deployment, provisions three field laptops and the admin's laptop", t.provision},
 		{"Khởi động ba tác tử", "Start three agents", t.start},
 		{"Cán bộ thu nhận hồ sơ trên cả ba máy", "Officers capture dossiers on all three laptops", t.capture},
 		{"Hội tụ: ba máy giữ cùng một bộ hồ sơ", "Convergence: the three laptops hold the same dossiers", t.converged},
@@ -162,6 +172,9 @@ func run(ctx context.Context, o options) (err error) {
 			"Relay: dossiers reach a laptop that never met their author", t.relay},
 		{"Xung đột: hai cán bộ sửa cùng một trường khi không kết nối",
 			"A conflict: two officers correct the same field apart", t.conflict},
+		{"Quản trị viên huyện giải quyết xung đột", "The district admin settles the conflict", t.settleConflict},
+		{"Hồ sơ trùng: một người nhập hai lần, hai người tên gần giống",
+			"Duplicates: one person captured twice, two people with near names", t.duplicates},
 		{"Đảo Vạn Thạnh: hồ sơ lên đến tỉnh, biên nhận quay về đảo",
 			"Vạn Thạnh's islands: dossiers reach the province, receipts come back", t.islandTrip},
 		{"Dọn dẹp", "Clean up", t.cleanUp},
@@ -204,20 +217,31 @@ func (t *trip) provision(context.Context) error {
 		t.o.onCluster(c)
 	}
 	t.n.result("đợt triển khai đã tạo / deployment created")
+	t.n.explain("Mỗi máy được cấp cho một cán bộ (--officer); tên cán bộ đi kèm mọi thay đổi máy đó tạo ra.",
+		"Each laptop is issued to an officer (--officer), whose name goes with every change it makes.")
 	for _, name := range []string{"laptop-a", "laptop-b", "laptop-c"} {
 		if err := t.provisionOne(name); err != nil {
 			return err
 		}
 	}
+	t.n.explain("Máy quản trị của huyện (--role admin) là máy duy nhất được giải quyết xung đột và hồ sơ trùng; máy thực địa chỉ xem được.",
+		"The district's admin laptop (--role admin) is the only one that may settle conflicts and duplicates; field laptops can only look.")
+	if err := t.provisionDevice(adminName, "admin", adminOfficer); err != nil {
+		return err
+	}
+	t.n.result("%s: máy quản trị tại trụ sở Công an huyện (%s) / the district admin's laptop at the police station",
+		adminName, adminOfficer)
 	t.n.explain("Thư mục dữ liệu của mỗi máy (khóa riêng và chứng nhận) được chép sang đúng laptop đó.",
 		"Each data directory (private key and credential) is copied onto its laptop.")
 	return nil
 }
 
-func (t *trip) provisionOne(name string) error {
+// provisionDevice provisions a device of the district's deployment issued
+// to officer, showing the command.
+func (t *trip) provisionDevice(name, role, officer string) error {
 	t.n.command(t.o.Bin, "device", "init", "--authority", t.c.Authority, "--name", name,
-		"--data", filepath.Join(t.dir, name), "--role", "field")
-	a, err := t.c.Provision(name, "field")
+		"--data", filepath.Join(t.dir, name), "--role", role, "--officer", officer)
+	a, err := t.c.ProvisionOfficer(name, role, officer)
 	if err != nil {
 		return err
 	}
@@ -225,8 +249,15 @@ func (t *trip) provisionOne(name string) error {
 		return err
 	}
 	t.ag[name] = a
+	return nil
+}
+
+func (t *trip) provisionOne(name string) error {
 	tm := t.teams[name]
-	t.n.result("%s: %s / %s", name, tm.TeamVI, tm.TeamEN)
+	if err := t.provisionDevice(name, "field", tm.Officer); err != nil {
+		return err
+	}
+	t.n.result("%s: %s (%s) / %s", name, tm.TeamVI, tm.Officer, tm.TeamEN)
 	return nil
 }
 
@@ -371,6 +402,7 @@ func (t *trip) capture(ctx context.Context) error {
 		t.n.result("%s: %d hồ sơ trong %s / %d dossiers in %s (%s)", name, len(r.ids), seconds(r.took), len(r.ids), seconds(r.took), t.teams[name].TeamEN)
 	}
 	t.fixID = got["laptop-a"].ids[0]
+	t.twiceID = got["laptop-a"].ids[1]
 
 	fmt.Fprintf(t.n.w, "\n%sMột vài hồ sơ / a few dossiers:\n", indent)
 	tw := tabwriter.NewWriter(t.n.w, 0, 4, 2, ' ', 0)
@@ -509,7 +541,7 @@ func (t *trip) convergeTo(ctx context.Context, all []string, agents ...*harness.
 
 // freshPorts gives a a new data port pair and API port on 127.0.0.1.
 func freshPorts(a *harness.Agent) error {
-	listen, err := freePortPair()
+	listen, err := harness.FreePortPair()
 	if err != nil {
 		return err
 	}
@@ -523,49 +555,25 @@ func freshPorts(a *harness.Agent) error {
 	return nil
 }
 
-// freePortPair returns a port P such that P and P+1 (the derived gossip
-// port) are free for TCP and UDP on 127.0.0.1. P is the kernel's choice,
-// spread over its ephemeral range: harness.FreePortPair sweeps upwards from
-// a start derived from the process id, so processes started together (a
-// demo beside `go test ./...`) probe the same ports and take each other's.
-func freePortPair() (int, error) {
-	for tries := 0; tries < 200; tries++ {
-		p, err := harness.FreePort()
-		if err != nil {
-			return 0, err
-		}
-		if p < 65535 && portFree(p) && portFree(p+1) {
-			return p, nil
-		}
-	}
-	return 0, errors.New("no free port pair on 127.0.0.1")
-}
-
-// portFree reports whether p is free for TCP and UDP on 127.0.0.1 now.
-func portFree(p int) bool {
-	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(p))
-	l, err := net.Listen("tcp", addr)
-	if err != nil {
-		return false
-	}
-	l.Close()
-	u, err := net.ListenPacket("udp", addr)
-	if err != nil {
-		return false
-	}
-	u.Close()
-	return true
-}
-
-// running lists the agents now running, by name.
+// running lists the district's agents now running: the field laptops by
+// name, then the admin's.
 func (t *trip) running() []*harness.Agent {
 	var out []*harness.Agent
-	for _, tm := range teams {
-		if a := t.ag[tm.Laptop]; a != nil && a.Running() {
+	for _, name := range t.laptops() {
+		if a := t.ag[name]; a != nil && a.Running() {
 			out = append(out, a)
 		}
 	}
 	return out
+}
+
+// laptops names the district's devices: the field laptops, then the admin's.
+func (t *trip) laptops() []string {
+	var out []string
+	for _, tm := range teams {
+		out = append(out, tm.Laptop)
+	}
+	return append(out, adminName)
 }
 
 // dumpLogs prints the end of every agent's log after a failure.

@@ -140,7 +140,7 @@ func (t *trip) relay(ctx context.Context) error {
 	return err
 }
 
-// conflict is step 7.
+// conflict is step 7; the admin settles it in step 8.
 func (t *trip) conflict(ctx context.Context) error {
 	b, c := t.ag["laptop-b"], t.ag["laptop-c"]
 	rec, err := get(ctx, b, t.fixID)
@@ -267,7 +267,7 @@ func (t *trip) stop(a *harness.Agent) error {
 	return nil
 }
 
-// cleanUp is step 9.
+// cleanUp is step 11.
 func (t *trip) cleanUp(context.Context) error {
 	t.n.explain("Dừng mọi tác tử; dữ liệu đã nằm an toàn trong kho của từng máy.",
 		"Stop every agent; the data is safe in each laptop's store.")
@@ -338,8 +338,9 @@ func (t *trip) summary(times []stepTime, total time.Duration) {
 	for _, tm := range teams {
 		parts = append(parts, fmt.Sprintf("%s %d", tm.Laptop, t.by[tm.Laptop]))
 	}
-	fmt.Fprintf(t.n.w, "\n%s%d hồ sơ trên mọi máy / dossiers on every laptop (%s);\n%s%d xung đột chờ quản trị viên / %d conflict(s) awaiting an admin.\n",
-		indent, len(t.all), strings.Join(parts, ", "), indent, t.conflicts, t.conflicts)
+	fmt.Fprintf(t.n.w, "\n%s%d hồ sơ trên mọi máy / dossiers on every laptop (%s);\n", indent, len(t.all), strings.Join(parts, ", "))
+	fmt.Fprintf(t.n.w, "%s%s giải quyết %d/%d xung đột, gộp %d cặp hồ sơ trùng, tách %d cặp là hai người /\n%ssettled %d of %d conflict(s), merged %d duplicate pair(s), kept %d pair(s) apart as two people.\n",
+		indent, adminName, t.settled, t.conflicts, t.merged, t.distinct, indent, t.settled, t.conflicts, t.merged, t.distinct)
 	if is := t.isl; is != nil {
 		whereVI, whereEN := "trong kho của máy chủ", "in the hub's store"
 		if is.pgURL != "" {

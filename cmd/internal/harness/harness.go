@@ -78,27 +78,7 @@ type Agent struct {
 
 // Provision creates a device of this deployment (not started).
 func (c *Cluster) Provision(name, role string) (*Agent, error) {
-	data := filepath.Join(c.Dir, name)
-	if out, err := c.Run("device", "init", "--authority", c.Authority, "--name", name, "--data", data, "--role", role); err != nil {
-		return nil, fmt.Errorf("device init %s: %w\n%s", name, err, out)
-	}
-	listen, err := FreePortPair()
-	if err != nil {
-		return nil, err
-	}
-	apiPort, err := FreePort()
-	if err != nil {
-		return nil, err
-	}
-	a := &Agent{Name: name, Data: data, Role: role, c: c,
-		Listen: net.JoinHostPort("127.0.0.1", strconv.Itoa(listen)),
-		API:    net.JoinHostPort("127.0.0.1", strconv.Itoa(apiPort)),
-		log:    &lockedBuffer{}}
-	a.Client = api.NewClient(a.API)
-	c.mu.Lock()
-	c.agents = append(c.agents, a)
-	c.mu.Unlock()
-	return a, nil
+	return c.ProvisionOfficer(name, role, "")
 }
 
 // Start starts the agent process with extra flags (e.g. --join) and waits
