@@ -7,6 +7,7 @@ import (
 	"maps"
 	"slices"
 	"text/tabwriter"
+	"strings"
 	"time"
 
 	"github.com/fieldsync/fieldsync/agent/api"
@@ -50,6 +51,12 @@ func printRecord(w io.Writer, rec api.Record) error {
 		fmt.Fprintf(tw, "Tạo bởi / Created by:\t%s\n", created)
 	}
 	fmt.Fprintf(tw, "Cập nhật / Updated:\t%s\n", showTime(rec.UpdatedAt))
+	if rec.RetiredInto != "" {
+		fmt.Fprintf(tw, "Đã gộp vào / Merged into:\t%s\n", clean(rec.RetiredInto))
+	}
+	if len(rec.MergedFrom) > 0 {
+		fmt.Fprintf(tw, "Gộp từ / Merged from:\t%s\n", clean(strings.Join(rec.MergedFrom, ", ")))
+	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}
@@ -73,7 +80,7 @@ func printRecord(w io.Writer, rec api.Record) error {
 	for _, name := range slices.Sorted(maps.Keys(rec.Conflicts)) {
 		fmt.Fprintf(tw, "  %s:\t\t\t\n", clean(name))
 		for _, v := range rec.Conflicts[name] {
-			fmt.Fprintf(tw, "    %q\t%s\t%s\top %s\n", clean(v.Value), orDash(v.Device), showTime(v.At), clean(v.Op))
+			fmt.Fprintf(tw, "    %q\t%s %s\t%s\top %s\n", clean(v.Value), orDash(v.Device), clean(v.Officer), showTime(v.At), clean(v.Op))
 		}
 	}
 	return tw.Flush()
