@@ -6,8 +6,8 @@ import (
 	"io"
 	"maps"
 	"slices"
-	"text/tabwriter"
 	"strings"
+	"text/tabwriter"
 	"time"
 
 	"github.com/fieldsync/fieldsync/agent/api"
