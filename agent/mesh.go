@@ -132,6 +132,7 @@ func (a *Agent) pass() bool {
 		a.log.Debug("re-join absent peers", "err", err)
 	}
 	a.members.SetDigest(a.store.VersionVector().Digest())
+	a.store.Trim()
 	return joined
 }
 

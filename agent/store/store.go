@@ -88,6 +88,9 @@ func Open(opts Options) (*Store, error) {
 			return nil, fmt.Errorf("open store %s: %w", opts.Dir, err)
 		}
 	}
+	// Loading scanned the indexes through badger's maps: hand those pages
+	// back before the agent starts work.
+	pageOutMapped(s.dir, true)
 	return s, nil
 }
 

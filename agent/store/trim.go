@@ -41,3 +41,8 @@ func (t *trimmer) note(n int) {
 		t.trims.Add(1)
 	}
 }
+
+// Trim pages out every mapped page of the store's files now: for an idle
+// moment (the agent's safety pass), so an agent that has gone quiet after a
+// burst gives its memory back.
+func (s *Store) Trim() { pageOutMapped(s.dir, true) }

@@ -155,6 +155,13 @@ func run(ctx context.Context, o options) error {
 	senderNow := fmt.Sprintf("now %.0f MB: %.0f MB heap and other anonymous, %.0f MB mapped files",
 		rssMB(sender.Pid(), "VmRSS"), rssMB(sender.Pid(), "RssAnon"), rssMB(sender.Pid(), "RssFile"))
 
+	// An idle pair of agents (connected, in agreement) should cost almost
+	// nothing: CPU time of the receiver over 10 s of idleness.
+	idleCPU, err := idleCPUPercent(receiver.Pid(), 10*time.Second)
+	if err != nil {
+		return fmt.Errorf("idle cpu: %w", err)
+	}
+
 	// The admin's queues at this size come from indexes, not a scan of the
 	// records: time them on the receiver (best of 3 calls, warm).
 	dupMS, dupGroups, err := timeCall(3, func() (int, error) {
@@ -223,6 +230,7 @@ func run(ctx context.Context, o options) error {
 		{"wire_ratio", "x", ratio, fmt.Sprintf("%d wire bytes / %d bytes of signed ops (1.0 = no overhead; bar: 1.3)", int64(wire), opBytes)},
 		{"reconcile_bytes", "bytes", float64(reconcileBytes), fmt.Sprintf("sync-protocol bytes both ways for %d dossiers in agreement (%d origin(s); bar: 4 KB); the whole reconnection incl. Noise and libp2p setup: %d bytes", o.n, len(rst.VersionVector), reconnectWire)},
 		{"reconcile_round_trips", "round_trips", float64(sess.RoundTrips), fmt.Sprintf("%d frames in all (bar: 1)", sess.Messages)},
+		{"idle_cpu_percent", "%", idleCPU, "CPU of one core used by the receiving agent over 10 s while connected and in agreement (gossip, probes, the safety pass)"},
 		{"duplicates_list_ms", "ms", dupMS, fmt.Sprintf("GET /v1/duplicates over %d dossiers (%d groups found), from the indexes; listing every dossier through the API takes %.0f ms", o.n, dupGroups, listMS)},
 		{"agent_rss_mb", "MB", rss, fmt.Sprintf("peak resident memory of the receiving agent holding %d dossiers (bar: 200 MB); %s", o.n, rssNow)},
 		{"sender_rss_mb", "MB", peakSender, "peak resident memory of the sending agent; " + senderNow},
@@ -294,4 +302,36 @@ func timeCall(n int, fn func() (int, error)) (float64, int, error) {
 		count = c
 	}
 	return float64(best.Microseconds()) / 1000, count, nil
+}
+
+// idleCPUPercent measures a process's CPU time (user + system) over d, as a
+// percentage of one core.
+func idleCPUPercent(pid int, d time.Duration) (float64, error) {
+	ticks := func() (float64, error) {
+		data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			return 0, err
+		}
+		// Fields after the command name (which may hold spaces): utime and
+		// stime are the 12th and 13th of them.
+		rest := string(data[strings.LastIndexByte(string(data), ')')+2:])
+		f := strings.Fields(rest)
+		if len(f) < 13 {
+			return 0, fmt.Errorf("short /proc/%d/stat", pid)
+		}
+		u, _ := strconv.ParseFloat(f[11], 64)
+		s, _ := strconv.ParseFloat(f[12], 64)
+		return u + s, nil
+	}
+	before, err := ticks()
+	if err != nil {
+		return 0, err
+	}
+	time.Sleep(d)
+	after, err := ticks()
+	if err != nil {
+		return 0, err
+	}
+	const clockTicks = 100 // USER_HZ on Linux
+	return 100 * (after - before) / clockTicks / d.Seconds(), nil
 }
