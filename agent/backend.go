@@ -69,6 +69,9 @@ func (b backend) List(_ context.Context, after string, limit int) ([]api.Record,
 	out := make([]api.Record, 0, min(limit, 1024))
 	more := false
 	err := b.a.store.Records(after, func(r *crdt.Record) bool {
+		if incomplete(r) {
+			return true
+		}
 		if len(out) == limit {
 			more = true
 			return false
@@ -233,6 +236,9 @@ func (b backend) Search(_ context.Context, q string, after string, limit int) ([
 	out := []api.Record{}
 	more := false
 	err := b.a.store.Records(after, func(r *crdt.Record) bool {
+		if incomplete(r) {
+			return true
+		}
 		v := r.Values()
 		hay := schema.FoldNameNoDiacritics(v[schema.FieldFullName] + " " + v[schema.FieldPersonalID] + " " + v[schema.FieldCommune])
 		if !strings.Contains(hay, needle) {
@@ -253,3 +259,9 @@ func (b backend) Search(_ context.Context, q string, after string, limit int) ([
 }
 
 var _ api.Searcher = backend{}
+
+// incomplete reports whether a record's creation has not arrived here: only
+// later changes to it (a hub's decision on another team's dossier, an edit
+// that overtook its creation). It is kept and shown by id, but it is not a
+// dossier of this laptop's lists until its creation arrives.
+func incomplete(r *crdt.Record) bool { return r.Created == (crdt.Dot{}) }

@@ -45,9 +45,11 @@ const (
 )
 
 // Settles reports whether the op settles something an admin decides: a
-// settling kind, or any field write superseding more than one value (which
-// would silently settle a conflict). Only devices allowed to settle may
-// write such ops; every replica refuses them from any other device.
+// settling kind, a write of a system field, or any field write superseding
+// more than one value (which could silently settle a conflict: replicas
+// cannot tell from the op whether those values agreed, so an ordinary edit
+// never supersedes more than one). Only devices allowed to settle may write
+// such ops; every replica refuses them from any other device.
 func (o *Op) Settles() bool {
 	if o.Kind >= KindResolve {
 		return true

@@ -36,8 +36,17 @@ func (r Register) Winner() (s Sibling, ok bool) {
 	return r.Live[len(r.Live)-1], true
 }
 
-// Conflict reports whether the field has more than one live value.
-func (r Register) Conflict() bool { return len(r.Live) > 1 }
+// Conflict reports whether the field's live values differ. Siblings that
+// agree (two officers who corrected a name the same way apart, two admins
+// taking the same decision) are kept but are not a conflict.
+func (r Register) Conflict() bool {
+	for _, s := range r.Live[min(1, len(r.Live)):] {
+		if s.Value != r.Live[0].Value {
+			return true
+		}
+	}
+	return false
+}
 
 // LiveDots returns the dots of the live values: what a write that saw the
 // field as it is now supersedes.
@@ -155,8 +164,9 @@ func (r *Record) Conflicts() []string {
 
 // Writes turns a set of new field values into the writes of an ordinary
 // edit made by a device that holds this record as it is now: a field with one
-// live value is replaced; a field in conflict is not settled by an edit (that
-// is an admin's decision), so the new value joins the siblings. A nil record
+// live value is replaced; a field with several is not settled by an edit
+// (that is an admin's decision; see Op.Settles), so the new value joins the
+// siblings. A nil record
 // (a new dossier) gives writes that supersede nothing.
 func Writes(r *Record, values map[string]string) map[string]FieldWrite {
 	out := make(map[string]FieldWrite, len(values))

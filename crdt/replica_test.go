@@ -379,3 +379,21 @@ func TestMergeConcurrentWithAnEdit(t *testing.T) {
 		t.Fatal("Settles misclassifies")
 	}
 }
+
+// Siblings that agree are kept but are not a conflict.
+func TestAgreeingSiblingsAreNotAConflict(t *testing.T) {
+	a := &device{name: "a", rep: NewReplica()}
+	b := &device{name: "b", rep: NewReplica()}
+	create := a.write("r", map[string]string{"full_name": "Thò Thị Sung"}, 1)
+	b.receive(create)
+	fa := a.write("r", map[string]string{"full_name": "Thò Thị Súng"}, 2)
+	fb := b.write("r", map[string]string{"full_name": "Thò Thị Súng"}, 2)
+	a.receive(fb)
+	b.receive(fa)
+	for _, d := range []*device{a, b} {
+		reg := d.rep.Records["r"].Fields["full_name"]
+		if len(reg.Live) != 2 || reg.Conflict() || len(d.rep.Records["r"].Conflicts()) != 0 {
+			t.Fatalf("%s: %+v conflict=%v", d.name, reg.Live, reg.Conflict())
+		}
+	}
+}

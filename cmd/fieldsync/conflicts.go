@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"text/tabwriter"
 
 	"github.com/fieldsync/fieldsync/agent/api"
@@ -86,7 +88,11 @@ func runResolve(ctx context.Context, args []string, stdout, _ io.Writer) error {
 	if *asJSON {
 		return writeJSON(stdout, rec)
 	}
-	_, err = fmt.Fprintf(stdout, "Đã giải quyết / Settled %s %s = %q\n", clean(id), clean(field), rec.Fields[field])
+	shown := rec.Fields[field]
+	if field == "_retired_into" {
+		shown = rec.RetiredInto
+	}
+	_, err = fmt.Fprintf(stdout, "Đã giải quyết / Settled %s %s = %q\n", clean(id), clean(field), shown)
 	return err
 }
 
@@ -119,8 +125,8 @@ func runHistory(ctx context.Context, args []string, stdout, _ io.Writer) error {
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	for _, h := range list {
 		fmt.Fprintf(tw, "%s\t%s\t%s %s\top %s\n", showTime(h.At), clean(h.Kind), clean(h.Device), clean(h.Officer), clean(h.Op))
-		for name, v := range h.Fields {
-			fmt.Fprintf(tw, "\t  %s\t%q\n", clean(name), v)
+		for _, name := range slices.Sorted(maps.Keys(h.Fields)) {
+			fmt.Fprintf(tw, "\t  %s\t%q\n", clean(name), h.Fields[name])
 		}
 	}
 	return tw.Flush()
