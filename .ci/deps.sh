@@ -13,7 +13,7 @@ if [ ${#need[@]} -eq 0 ]; then
 	exit 0
 fi
 if [ "$(id -u)" != 0 ]; then
-	echo "deps: missing ${need[*]} and not root: those tests will be skipped" >&2
+	echo "deps: missing ${need[*]} and not root: install them (make test requires them) or run as root" >&2
 	exit 0
 fi
 echo "deps: installing ${need[*]} from Debian's packages"
