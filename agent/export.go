@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"maps"
+	"strings"
 	"time"
 
 	"github.com/fieldsync/fieldsync/agent/export"
@@ -97,6 +99,16 @@ func (a *Agent) exportRecord(r *crdt.Record) export.Record {
 		UpdatedAt: v.UpdatedAt, Version: r.Ops}
 	if r.Created != (crdt.Dot{}) {
 		out.Origin = r.Created.Origin
+	}
+	// A merged pair must not count as two people upstream: the retired
+	// dossier's row carries its pointer, the survivor's what it absorbed.
+	if v.RetiredInto != "" {
+		out.Fields = maps.Clone(out.Fields)
+		out.Fields[crdt.FieldRetiredInto] = v.RetiredInto
+	}
+	if len(v.MergedFrom) > 0 {
+		out.Fields = maps.Clone(out.Fields)
+		out.Fields["_merged_from"] = strings.Join(v.MergedFrom, ",")
 	}
 	for f, vals := range v.Conflicts {
 		for _, x := range vals {

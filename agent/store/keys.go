@@ -39,8 +39,8 @@ import (
 //	m/records            8B: number of r/ keys, so counting is not a scan
 //	m/version            8B: layout version (layoutVersion)
 //
-// All writes of one op (o/, r/, x/c/, h/, w/, m/clock, m/records) are in one
-// transaction.
+// All writes of one op (o/, r/, x/c/, h/, w/, k/, x/h/, x/i/, m/clock,
+// m/records) are in one transaction.
 const (
 	prefixOp       = "o/"
 	prefixHead     = "h/"
@@ -61,8 +61,10 @@ const (
 	keyExported = "m/exported"
 
 	// layoutVersion is stored in m/version; a store written with another
-	// layout is refused at Open rather than misread.
-	layoutVersion = 1
+	// layout is refused at Open rather than misread. 2 added the create,
+	// history and duplicate indexes (k/, x/h/, x/i/), which a layout-1 store
+	// lacks for its existing records.
+	layoutVersion = 2
 )
 
 func validOrigin(origin string) bool {
