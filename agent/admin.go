@@ -225,10 +225,14 @@ func (b backend) Merge(_ context.Context, req api.MergeRequest) (api.Record, err
 		return api.Record{}, fmt.Errorf("%w (this device is %s)", api.ErrForbidden, a.dev.Credential.Role)
 	}
 	for _, id := range []string{req.Survivor, req.Other} {
-		if _, err := a.store.Record(id); errors.Is(err, store.ErrNotFound) {
+		rec, err := a.store.Record(id)
+		if errors.Is(err, store.ErrNotFound) {
 			return api.Record{}, fmt.Errorf("%w: %s", api.ErrNotFound, id)
 		} else if err != nil {
 			return api.Record{}, err
+		}
+		if into := rec.RetiredInto(); into != "" {
+			return api.Record{}, fmt.Errorf("%w: %s is already merged into %s; merge with that one", api.ErrConflict, id, into)
 		}
 	}
 	values := map[string]string{crdt.MergedPrefix + req.Other: "1"}

@@ -158,6 +158,12 @@ func (s *Server) resolve(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, newAnswer(http.StatusBadRequest, "resolve needs a field", "cần tên trường"))
 		return
 	}
+	for _, op := range req.Seen {
+		if i := strings.LastIndexByte(op, ':'); i <= 0 || i == len(op)-1 {
+			s.fail(w, r, newAnswer(http.StatusBadRequest, "seen: each entry is an op \"origin:seq\" as shown in the conflict", "seen: mỗi mục là một thay đổi dạng \"origin:seq\""))
+			return
+		}
+	}
 	if req.Field[0] != '_' {
 		fields, err := s.cfg.Schema.ValidateUpdate(map[string]string{req.Field: req.Value}, s.cfg.Now())
 		if err != nil {

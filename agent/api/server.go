@@ -268,6 +268,10 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request) {
 		list = u.Undelivered
 	}
 	if text := strings.TrimSpace(q.Get("q")); text != "" {
+		if v := q.Get("undelivered"); v == "1" || v == "true" {
+			s.fail(w, r, newAnswer(http.StatusBadRequest, "q and undelivered cannot be combined", "không dùng q cùng với undelivered"))
+			return
+		}
 		sr, ok := s.backend.(Searcher)
 		if !ok {
 			s.fail(w, r, newAnswer(http.StatusNotImplemented, "this agent cannot search", "tác tử này không tìm kiếm được"))

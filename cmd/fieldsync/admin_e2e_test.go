@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"slices"
 	"strings"
 	"testing"
@@ -181,6 +182,15 @@ func TestE2EDuplicatesMergedAndSeparated(t *testing.T) {
 			d, _ := ag.Client.Duplicates(ctx)
 			t.Fatalf("%s: survivor %+v retired %+v duplicates %+v", ag.Name, sv, rt, d)
 		}
+	}
+	// A retired dossier cannot be merged again; merge with its survivor.
+	if out, ok := runCLI(t, c, nil, "merge", "--api", admin.API, p, x); ok || !strings.Contains(out, "already merged into") {
+		t.Fatalf("merging a retired dossier: %s", out)
+	}
+	// A malformed "seen" is the client's mistake: 400.
+	var apiErr *api.APIError
+	if _, err := admin.Client.Resolve(ctx, y, api.ResolveRequest{Field: "phone", Value: "0912345678", Seen: []string{"not-an-op"}}); !errors.As(err, &apiErr) || apiErr.Status != 400 {
+		t.Fatalf("malformed seen: %v", err)
 	}
 	// A field laptop cannot merge.
 	if out, ok := runCLI(t, c, nil, "merge", "--api", a.API, p, q); ok || !strings.Contains(out, "only an admin device") {
