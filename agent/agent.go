@@ -53,6 +53,8 @@ type Agent struct {
 	dupGen      uint64
 	dupValid    bool
 	dupAt       time.Time
+	gcAt        time.Time // safety loop only
+	gcSeenGen   uint64    // safety loop only
 	dupOps      atomic.Uint64
 	joinWarnAt  time.Time
 

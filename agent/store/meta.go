@@ -220,7 +220,7 @@ func (s *Store) indexOwnCreates(origin string) ([]uint64, error) {
 // record states replaced by later ops. It rewrites each value log file whose
 // share of garbage is at least discardRatio (0 < discardRatio < 1; 0.5 is a
 // good default) and returns how many it rewrote. It runs alongside reads and
-// writes; the agent calls it when idle (an hour of field work leaves little
+// writes; the agent calls it from its safety pass, every 10 minutes while idle (an hour of field work leaves little
 // garbage: creates write none, each update one record state).
 func (s *Store) CollectGarbage(discardRatio float64) (int, error) {
 	if err := s.enter(); err != nil {
