@@ -593,24 +593,12 @@ func (t *trip) dumpLogs(w *syncWriter) {
 
 // status asks a for its status, bounded.
 func status(ctx context.Context, a *harness.Agent) (api.Status, error) {
-	ctx, cancel := context.WithTimeout(ctx, apiCallLimit)
-	defer cancel()
-	st, err := a.Client.Status(ctx)
-	if err != nil {
-		return st, fmt.Errorf("status of %s: %w", a.Name, err)
-	}
-	return st, nil
+	return bounded(ctx, a, "status of", a.Client.Status)
 }
 
 // get reads dossier id on a, bounded.
 func get(ctx context.Context, a *harness.Agent, id string) (api.Record, error) {
-	ctx, cancel := context.WithTimeout(ctx, apiCallLimit)
-	defer cancel()
-	rec, err := a.Client.Get(ctx, id)
-	if err != nil {
-		return rec, fmt.Errorf("get on %s: %w", a.Name, err)
-	}
-	return rec, nil
+	return bounded(ctx, a, "get on", func(ctx context.Context) (api.Record, error) { return a.Client.Get(ctx, id) })
 }
 
 // ids lists the dossier ids a holds, sorted.
@@ -629,13 +617,19 @@ func ids(ctx context.Context, a *harness.Agent) ([]string, error) {
 
 // list lists every dossier a holds, bounded.
 func list(ctx context.Context, a *harness.Agent) ([]api.Record, error) {
+	return bounded(ctx, a, "list on", a.Client.ListAll)
+}
+
+// bounded makes one API call to a within apiCallLimit, naming a in its
+// error.
+func bounded[T any](ctx context.Context, a *harness.Agent, what string, call func(context.Context) (T, error)) (T, error) {
 	ctx, cancel := context.WithTimeout(ctx, apiCallLimit)
 	defer cancel()
-	recs, err := a.Client.ListAll(ctx)
+	v, err := call(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("list on %s: %w", a.Name, err)
+		return v, fmt.Errorf("%s %s: %w", what, a.Name, err)
 	}
-	return recs, nil
+	return v, nil
 }
 
 // connectedPeers names the peers st is connected to, sorted.

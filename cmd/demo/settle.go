@@ -451,24 +451,12 @@ func (t *trip) dossierTable(ctx context.Context, a *harness.Agent, ids []string)
 
 // conflicts lists a's conflicts, bounded.
 func conflicts(ctx context.Context, a *harness.Agent) ([]api.Conflict, error) {
-	ctx, cancel := context.WithTimeout(ctx, apiCallLimit)
-	defer cancel()
-	cs, err := a.Client.Conflicts(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("conflicts on %s: %w", a.Name, err)
-	}
-	return cs, nil
+	return bounded(ctx, a, "conflicts on", a.Client.Conflicts)
 }
 
 // dups lists a's possible duplicates, bounded.
 func dups(ctx context.Context, a *harness.Agent) ([]api.Duplicate, error) {
-	ctx, cancel := context.WithTimeout(ctx, apiCallLimit)
-	defer cancel()
-	ds, err := a.Client.Duplicates(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("duplicates on %s: %w", a.Name, err)
-	}
-	return ds, nil
+	return bounded(ctx, a, "duplicates on", a.Client.Duplicates)
 }
 
 // valuesOf lists values as "device=value", sorted.

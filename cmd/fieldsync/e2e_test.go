@@ -268,21 +268,10 @@ func TestE2EOutsiderIsRefused(t *testing.T) {
 	c := cluster(t)
 	a := start(t, c, "laptop-a")
 	id := put(t, a, dossier(1, "Vạn Thạnh"))
-	other, err := harness.NewCluster(c.Bin, filepath.Join(t.TempDir(), "other"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer other.Close()
-	x, err := other.Provision("intruder", "field")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := x.Start("--join", a.Listen); err != nil {
-		t.Fatal(err)
-	}
+	x := startIntruder(t, c, "--join", a.Listen)
 	put(t, x, dossier(2, "Vạn Thạnh"))
 	// Give them time to try (the intruder retries its join).
-	err = harness.WaitFor(15*time.Second, func() (bool, error) {
+	err := harness.WaitFor(15*time.Second, func() (bool, error) {
 		// The credential handshake refuses the connection. Each side is an
 		// outsider to the other: whichever decides first logs "refused
 		// peer" with its reason, and the other logs "refused by peer" with
@@ -376,4 +365,23 @@ func TestE2EAtRiskFallsWhenAPeerHoldsTheDossiers(t *testing.T) {
 	if err != nil {
 		t.Fatalf("with a peer: at_risk %d held %d (%v)", st.AtRisk, st.Held, err)
 	}
+}
+
+// startIntruder starts a laptop of another deployment (its own authority)
+// with the given flags, cleaned up with the test.
+func startIntruder(t *testing.T, c *harness.Cluster, flags ...string) *harness.Agent {
+	t.Helper()
+	other, err := harness.NewCluster(c.Bin, filepath.Join(t.TempDir(), "other"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(other.Close)
+	x, err := other.Provision("intruder", "field")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := x.Start(flags...); err != nil {
+		t.Fatal(err)
+	}
+	return x
 }

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"crypto/ed25519"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -317,18 +316,7 @@ func countLines(log, substr string) int {
 func TestE2EHubRefusesAnotherDeployment(t *testing.T) {
 	c := cluster(t)
 	hub := startHub(t, c, "hub")
-	other, err := harness.NewCluster(c.Bin, filepath.Join(t.TempDir(), "other"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer other.Close()
-	x, err := other.Provision("intruder", "field")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := x.Start("--hub", hub.Listen); err != nil {
-		t.Fatal(err)
-	}
+	x := startIntruder(t, c, "--hub", hub.Listen)
 	put(t, x, dossier(3, "Pả Vi"))
 	if err := harness.WaitFor(20*time.Second, func() (bool, error) {
 		return strings.Contains(hub.Log(), `msg="refused`) && strings.Contains(hub.Log(), "credential of deployment"), nil
