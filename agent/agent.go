@@ -346,3 +346,17 @@ func (a *Agent) changed() {
 		a.members.SetDigest(a.store.VersionVector().Digest())
 	}
 }
+
+// untilStop returns a context that ends after d or when the agent stops,
+// whichever comes first: for dials that must not hold up Close.
+func (a *Agent) untilStop(d time.Duration) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	go func() {
+		select {
+		case <-a.stop:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	return ctx, cancel
+}

@@ -1,7 +1,6 @@
 package agent
 
 import (
-	"context"
 	"time"
 
 	"github.com/fieldsync/fieldsync/agent/membership"
@@ -52,15 +51,8 @@ func (a *Agent) reach(m membership.Member) {
 			delete(a.dialing, m.PeerID)
 			a.mu.Unlock()
 		}()
-		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+		ctx, cancel := a.untilStop(15 * time.Second)
 		defer cancel()
-		go func() {
-			select {
-			case <-a.stop:
-				cancel()
-			case <-ctx.Done():
-			}
-		}()
 		if err := a.host.Connect(ctx, m.PeerID, m.Addr); err != nil {
 			a.log.Warn("could not connect to peer", "device_id", m.DeviceID, "addr", m.Addr, "err", err)
 		}
@@ -160,15 +152,8 @@ func (a *Agent) reachAddr(addr string) {
 			delete(a.dialing, key)
 			a.mu.Unlock()
 		}()
-		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+		ctx, cancel := a.untilStop(15 * time.Second)
 		defer cancel()
-		go func() {
-			select {
-			case <-a.stop:
-				cancel()
-			case <-ctx.Done():
-			}
-		}()
 		id, err := a.host.ConnectAddr(ctx, addr)
 		if id != "" {
 			a.mu.Lock()

@@ -1,7 +1,6 @@
 package agent
 
 import (
-	"context"
 	"fmt"
 	"math/rand/v2"
 	"net"
@@ -257,14 +256,7 @@ func (a *Agent) hubLoop(addr string) {
 			}
 			continue
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		go func() {
-			select {
-			case <-a.stop:
-				cancel()
-			case <-ctx.Done():
-			}
-		}()
+		ctx, cancel := a.untilStop(20 * time.Second)
 		id, err := a.host.ConnectAddr(ctx, addr)
 		cancel()
 		if err == nil {
