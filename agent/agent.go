@@ -63,6 +63,8 @@ type Agent struct {
 	wg        sync.WaitGroup
 	closeOnce sync.Once
 	closeErr  error
+
+	runtimePath string // the API token's runtime file, removed by Close
 }
 
 type deviceInfo struct {
@@ -171,12 +173,18 @@ func New(cfg Config) (_ *Agent, err error) {
 	ac.Logger = a.log
 	ac.Now = cfg.Now
 	ac.UI = web.Handler()
+	token, err := apiToken(cfg)
+	if err != nil {
+		return nil, err
+	}
+	ac.Token = token
 	if a.api, err = api.NewServer(ac, backend{a}); err != nil {
 		return nil, err
 	}
 	if a.apiLn, err = net.Listen("tcp", cfg.API); err != nil {
 		return nil, fmt.Errorf("listen for the API on %s: %w", cfg.API, err)
 	}
+	a.writeRuntime(token)
 	vv := st.VersionVector()
 	a.log.Info("agent ready", "device_id", dev.ID(), "role", string(dev.Credential.Role),
 		"deployment", verifier.Deployment(), "listen", a.host.ListenAddrs(), "api", a.apiLn.Addr().String(),
@@ -215,6 +223,7 @@ func (a *Agent) Run(ctx context.Context) error {
 func (a *Agent) Close() error {
 	a.closeOnce.Do(func() {
 		a.stopOnce.Do(func() { close(a.stop) })
+		a.removeRuntime()
 		if a.api != nil {
 			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 			a.api.Shutdown(ctx)

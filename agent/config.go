@@ -59,6 +59,9 @@ type Config struct {
 	Now func() time.Time
 	// Version is reported by status.
 	Version string
+	// APITokenFile, if set, holds the API's bearer token (services and
+	// scripts); otherwise a random token is made at each start.
+	APITokenFile string
 }
 
 // DefaultConfig returns a configuration that works with no flags on a real

@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 	"unicode"
 )
@@ -35,6 +36,41 @@ type Client struct {
 	addr string
 	base string
 	hc   *http.Client
+
+	tokenMu    sync.Mutex
+	token      string // "" until set or found
+	runtimeDir string // where to look for the runtime file; "" = RuntimeDir()
+}
+
+// SetToken fixes the bearer token the client sends (the CLI's --token).
+func (c *Client) SetToken(token string) {
+	c.tokenMu.Lock()
+	c.token = token
+	c.tokenMu.Unlock()
+}
+
+// SetRuntimeDir makes the client look for the agent's runtime file in dir
+// rather than in [RuntimeDir] (tests, one directory per cluster).
+func (c *Client) SetRuntimeDir(dir string) {
+	c.tokenMu.Lock()
+	c.runtimeDir = dir
+	c.tokenMu.Unlock()
+}
+
+// bearer returns the token to send: the one set, else $FIELDSYNC_API_TOKEN,
+// else the runtime file of the client's address, read again on each request
+// on each request (the agent writes a new one each time it starts).
+func (c *Client) bearer() string {
+	c.tokenMu.Lock()
+	defer c.tokenMu.Unlock()
+	if c.token != "" {
+		return c.token
+	}
+	// Not cached: an agent started again at the same address has a new token.
+	if c.runtimeDir != "" {
+		return ReadRuntimeToken(c.runtimeDir, c.addr, "")
+	}
+	return FindToken(c.addr, "")
 }
 
 // NewClient returns a client for the agent whose API listens at addr,
@@ -160,6 +196,9 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 		req.Header.Set("Content-Type", "application/json")
 	}
 	req.Header.Set("Accept", "application/json")
+	if t := c.bearer(); t != "" {
+		req.Header.Set("Authorization", "Bearer "+t)
+	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
 		if ctxErr := ctx.Err(); ctxErr != nil {
@@ -219,4 +258,12 @@ func printable(s string, n int) string {
 		n--
 	}
 	return b.String()
+}
+
+// LoginToken asks the agent for a one-time link that opens the web page
+// logged in (POST /v1/login-tokens; needs the API token).
+func (c *Client) LoginToken(ctx context.Context) (LoginToken, error) {
+	var lt LoginToken
+	err := c.do(ctx, http.MethodPost, "/v1/login-tokens", struct{}{}, &lt)
+	return lt, err
 }

@@ -57,6 +57,9 @@ type Config struct {
 	// decides which calendar day "today" is, so the default, time.Now, uses
 	// the laptop's local zone.
 	Now func() time.Time
+	// Token, if set, is the bearer token every request but GET /healthz
+	// (and the static page) must carry; see auth.go.
+	Token string
 }
 
 // DefaultConfig returns the configuration of a stock agent.
@@ -89,6 +92,7 @@ type Server struct {
 	loopbackOnly atomic.Bool
 	handler      http.Handler
 	srv          *http.Server
+	web          sessions // one-time login tokens and web sessions
 }
 
 // NewServer returns a server for b. It checks cfg: an unparsable Addr or an
@@ -110,7 +114,7 @@ func NewServer(cfg Config, b Backend) (*Server, error) {
 	s := &Server{cfg: cfg, backend: b, log: cfg.Logger}
 	host, _, _ := net.SplitHostPort(cfg.Addr)
 	s.loopbackOnly.Store(isLoopbackName(host))
-	s.handler = s.observe(s.guard(s.routes()))
+	s.handler = s.observe(s.guard(s.authorize(s.routes())))
 	s.srv = &http.Server{
 		Handler: s.handler,
 		// Timeouts bound what a stuck or slow client can hold; the
@@ -164,6 +168,9 @@ func (s *Server) routes() *http.ServeMux {
 	mux.HandleFunc("GET /v1/status", s.status)
 	mux.HandleFunc("/v1/status", s.notAllowed("GET, HEAD"))
 	s.adminRoutes(mux)
+	mux.HandleFunc("POST /v1/login-tokens", s.loginToken)
+	mux.HandleFunc("/v1/login-tokens", s.notAllowed("POST"))
+	mux.HandleFunc("GET /login", s.login)
 	mux.HandleFunc("GET /healthz", s.health)
 	mux.HandleFunc("/healthz", s.notAllowed("GET, HEAD"))
 	if s.cfg.UI != nil {

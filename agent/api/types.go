@@ -234,6 +234,8 @@ func (e *APIError) Unwrap() error {
 		return ErrNotFound
 	case 409:
 		return ErrConflict
+	case 401:
+		return ErrUnauthorized
 	}
 	return nil
 }

@@ -551,7 +551,7 @@ func freshPorts(a *harness.Agent) error {
 	}
 	a.Listen = net.JoinHostPort("127.0.0.1", strconv.Itoa(listen))
 	a.API = net.JoinHostPort("127.0.0.1", strconv.Itoa(apiPort))
-	a.Client = api.NewClient(a.API)
+	a.Client = a.NewClient()
 	return nil
 }
 

@@ -109,6 +109,7 @@ func (d *daemonFlags) register(fs *flag.FlagSet, defaultMDNS bool) {
 	fs.DurationVar(&d.cfg.SafetyInterval, "safety-interval", d.cfg.SafetyInterval, "period of the safety pass that re-checks peers and sessions")
 	fs.StringVar(&d.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&d.logFormat, "log-format", "text", "text or json")
+	fs.StringVar(&d.cfg.APITokenFile, "api-token-file", "", "file holding a fixed API token (services, scripts); default a random token written to the user's runtime file")
 }
 
 func (d *daemonFlags) logger(stderr io.Writer) (*slog.Logger, error) {

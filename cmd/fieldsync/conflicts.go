@@ -29,7 +29,7 @@ func runConflicts(ctx context.Context, args []string, stdout, _ io.Writer) error
 	if err := noArgs(fs); err != nil {
 		return err
 	}
-	list, err := api.NewClient(*addr).Conflicts(ctx)
+	list, err := newClient(fs, *addr).Conflicts(ctx)
 	if err != nil {
 		return explain(err)
 	}
@@ -71,7 +71,7 @@ func runResolve(ctx context.Context, args []string, stdout, _ io.Writer) error {
 		return usageError{errors.New("resolve needs RECORD FIELD VALUE")}
 	}
 	id, field, value := fs.Arg(0), fs.Arg(1), fs.Arg(2)
-	c := api.NewClient(*addr)
+	c := newClient(fs, *addr)
 	// Supersede exactly the values shown now, as the admin saw them.
 	cur, err := c.Get(ctx, id)
 	if err != nil {
@@ -112,7 +112,7 @@ func runHistory(ctx context.Context, args []string, stdout, _ io.Writer) error {
 	if fs.NArg() != 1 {
 		return usageError{errors.New("history needs a dossier ID")}
 	}
-	list, err := api.NewClient(*addr).History(ctx, fs.Arg(0))
+	list, err := newClient(fs, *addr).History(ctx, fs.Arg(0))
 	if err != nil {
 		return explain(err)
 	}

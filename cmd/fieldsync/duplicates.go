@@ -27,7 +27,7 @@ func runDuplicates(ctx context.Context, args []string, stdout, _ io.Writer) erro
 	if err := noArgs(fs); err != nil {
 		return err
 	}
-	list, err := api.NewClient(*addr).Duplicates(ctx)
+	list, err := newClient(fs, *addr).Duplicates(ctx)
 	if err != nil {
 		return explain(err)
 	}
@@ -71,7 +71,7 @@ func runMerge(ctx context.Context, args []string, stdout, _ io.Writer) error {
 		}
 		req.Fields[name] = value
 	}
-	rec, err := api.NewClient(*addr).Merge(ctx, req)
+	rec, err := newClient(fs, *addr).Merge(ctx, req)
 	if err != nil {
 		return explain(err)
 	}
@@ -97,7 +97,7 @@ func runDistinct(ctx context.Context, args []string, stdout, _ io.Writer) error 
 	if fs.NArg() != 2 {
 		return usageError{errors.New("distinct needs two dossier IDs")}
 	}
-	if err := api.NewClient(*addr).Distinct(ctx, fs.Arg(0), fs.Arg(1)); err != nil {
+	if err := newClient(fs, *addr).Distinct(ctx, fs.Arg(0), fs.Arg(1)); err != nil {
 		return explain(err)
 	}
 	_, err := fmt.Fprintf(stdout, "Đã ghi nhận hai người khác nhau / Marked as two different people: %s %s\n", clean(fs.Arg(0)), clean(fs.Arg(1)))

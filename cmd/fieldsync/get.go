@@ -29,7 +29,7 @@ func runGet(ctx context.Context, args []string, stdout, _ io.Writer) error {
 	if fs.NArg() != 1 {
 		return usageError{fmt.Errorf("want one dossier ID; got %d arguments", fs.NArg())}
 	}
-	rec, err := api.NewClient(*addr).Get(ctx, fs.Arg(0))
+	rec, err := newClient(fs, *addr).Get(ctx, fs.Arg(0))
 	if err != nil {
 		return explain(err)
 	}

@@ -29,7 +29,7 @@ func runList(ctx context.Context, args []string, stdout, _ io.Writer) error {
 	if err := noArgs(fs); err != nil {
 		return err
 	}
-	client := api.NewClient(*addr)
+	client := newClient(fs, *addr)
 	list := client.ListAll
 	if *undelivered {
 		list = client.ListUndelivered

@@ -30,6 +30,8 @@ const (
 	exitOK    = 0
 	exitError = 1
 	exitUsage = 2
+	// exitToken: the agent refused the API token (401).
+	exitToken = 4
 )
 
 // usageError is a mistake in how the command was called (a bad flag, a
@@ -63,6 +65,7 @@ func commands() []command {
 		{"duplicates", "hồ sơ có thể trùng / possible duplicate dossiers", runDuplicates},
 		{"merge", "gộp hai hồ sơ của một người (máy quản trị) / merge two dossiers (admin device)", runMerge},
 		{"distinct", "không phải cùng một người (máy quản trị) / not the same person (admin device)", runDistinct},
+		{"open", "mở trang quản trị, đã đăng nhập / open the web page, logged in", runOpen},
 		{"history", "lịch sử một hồ sơ / a dossier's history", runHistory},
 		{"version", "phiên bản / print the version", runVersion},
 	}
@@ -123,6 +126,9 @@ func exitCode(name string, err error, stderr io.Writer) int {
 	case errors.As(err, new(usageError)):
 		fmt.Fprintf(stderr, "fieldsync: %v\n(xem hướng dẫn / see usage: fieldsync %s --help)\n", err, name)
 		return exitUsage
+	case errors.Is(err, api.ErrUnauthorized):
+		fmt.Fprintf(stderr, "fieldsync: %v\n%s\n", err, tokenHint)
+		return exitToken
 	}
 	fmt.Fprintf(stderr, "fieldsync: %v\n", err)
 	return exitError
@@ -235,8 +241,9 @@ func runVersion(_ context.Context, args []string, stdout, stderr io.Writer) erro
 
 // Helpers shared by the commands that talk to an agent.
 
-// apiFlag registers --api.
+// apiFlag registers --api and --token; see newClient.
 func apiFlag(fs *flag.FlagSet) *string {
+	tokenFlag(fs)
 	return fs.String("api", api.DefaultAddr, "HOST:PORT of the agent's API (địa chỉ API của tác tử)")
 }
 

@@ -44,7 +44,7 @@ func runPut(ctx context.Context, args []string, stdout, _ io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("%s: %w", displayFile(name), err)
 	}
-	c := api.NewClient(*addr)
+	c := newClient(fs, *addr)
 	var rec api.Record
 	if *id != "" {
 		rec, err = c.Update(ctx, *id, fields)

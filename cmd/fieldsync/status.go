@@ -28,7 +28,7 @@ func runStatus(ctx context.Context, args []string, stdout, _ io.Writer) error {
 	if err := noArgs(fs); err != nil {
 		return err
 	}
-	st, err := api.NewClient(*addr).Status(ctx)
+	st, err := newClient(fs, *addr).Status(ctx)
 	if err != nil {
 		return explain(err)
 	}

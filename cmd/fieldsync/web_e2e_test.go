@@ -40,7 +40,10 @@ func TestE2EWebPageSettlesAConflictSeenOnAnotherAgent(t *testing.T) {
 	}
 
 	browser := webtest.NewBrowser(t)
+	// The page is reached as an officer does: `fieldsync open` prints a
+	// one-time link that logs the browser in.
 	if err := webtest.Do(browser,
+		webtest.Navigate(loginLink(t, c, admin)),
 		webtest.Open("http://"+admin.API+"/#/conflicts"),
 		webtest.SettleConflict(id, "full_name", "Sùng Seo Dính"),
 	); err != nil {
@@ -56,6 +59,7 @@ func TestE2EWebPageSettlesAConflictSeenOnAnotherAgent(t *testing.T) {
 	}
 	// And the field laptop's own page shows it.
 	if err := webtest.Do(browser,
+		webtest.Navigate(loginLink(t, c, b)),
 		webtest.Open("http://"+b.API+"/#/records/"+id),
 		webtest.WaitTextIn(`.field[data-field="full_name"]`, "Sùng Seo Dính"),
 	); err != nil {

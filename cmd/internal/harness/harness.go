@@ -57,6 +57,7 @@ func NewCluster(bin, dir string) (*Cluster, error) {
 // Run runs the binary with args and returns its combined output.
 func (c *Cluster) Run(args ...string) ([]byte, error) {
 	cmd := exec.Command(c.Bin, args...)
+	cmd.Env = c.procEnv()
 	return cmd.CombinedOutput()
 }
 
@@ -92,6 +93,7 @@ func (a *Agent) Start(extra ...string) error {
 	args = append(args, a.Extra...)
 	args = append(args, extra...)
 	a.cmd = exec.Command(a.c.Bin, args...)
+	a.cmd.Env = a.c.procEnv()
 	var w io.Writer = a.log
 	if a.c.LogTo != nil {
 		w = io.MultiWriter(a.log, &prefixWriter{prefix: "    [" + a.Name + "] ", w: a.c.LogTo})

@@ -5,8 +5,6 @@ import (
 	"net"
 	"path/filepath"
 	"strconv"
-
-	"github.com/fieldsync/fieldsync/agent/api"
 )
 
 // ProvisionOfficer creates a device of this deployment issued to officer
@@ -34,7 +32,7 @@ func (c *Cluster) ProvisionOfficer(name, role, officer string) (*Agent, error) {
 		Listen: net.JoinHostPort("127.0.0.1", strconv.Itoa(listen)),
 		API:    net.JoinHostPort("127.0.0.1", strconv.Itoa(apiPort)),
 		log:    &lockedBuffer{}}
-	a.Client = api.NewClient(a.API)
+	a.Client = c.NewClient(a.API)
 	c.mu.Lock()
 	c.agents = append(c.agents, a)
 	c.mu.Unlock()

@@ -38,6 +38,13 @@ async function call(method, path, body) {
     init.headers['Content-Type'] = 'application/json';
     init.body = JSON.stringify(body);
   }
+  if (method !== 'GET' && method !== 'HEAD') {
+    // The session's CSRF value, set at login beside the HttpOnly session
+    // cookie; a cross-site page can neither read it nor send this header.
+    const name = 'fieldsync_csrf_' + (location.port || '80') + '=';
+    const c = document.cookie.split('; ').find((x) => x.startsWith(name));
+    if (c) init.headers['X-CSRF-Token'] = decodeURIComponent(c.slice(name.length));
+  }
   let res;
   try {
     res = await fetch(path, init);

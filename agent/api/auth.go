@@ -1,0 +1,63 @@
+package api
+
+import (
+	"crypto/subtle"
+	"errors"
+	"net/http"
+	"strings"
+)
+
+// authorize refuses every request but GET /healthz that does not carry
+// "Authorization: Bearer <token>" with the server's token (compared in
+// constant time), or a web session cookie (session.go). The static web page (GET / and /ui/…) holds no data and is
+// served without a token; every call it makes to /v1/ needs one. An empty
+// Config.Token turns the check off (unit tests of other concerns); the agent
+// always sets one. The token is never logged.
+func (s *Server) authorize(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if s.cfg.Token == "" || openPath(r) || isLoginPath(r) || s.hasToken(r) {
+			next.ServeHTTP(w, r)
+			return
+		}
+		if authed, csrfOK := s.sessionAuth(r); authed {
+			if csrfOK {
+				next.ServeHTTP(w, r)
+				return
+			}
+			s.fail(w, r, newAnswer(http.StatusForbidden,
+				"missing or wrong "+CSRFHeader+" header: reload the page",
+				"thiếu hoặc sai tiêu đề "+CSRFHeader+": tải lại trang"))
+			return
+		}
+		w.Header().Set("WWW-Authenticate", `Bearer realm="fieldsync"`)
+		s.fail(w, r, answerUnauthorized())
+	})
+}
+
+// openPath reports whether r may be served without a token.
+func openPath(r *http.Request) bool {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		return false
+	}
+	return r.URL.Path == "/healthz" || r.URL.Path == "/" || strings.HasPrefix(r.URL.Path, "/ui/")
+}
+
+func (s *Server) hasToken(r *http.Request) bool {
+	h := r.Header.Get("Authorization")
+	const prefix = "Bearer "
+	if len(h) <= len(prefix) || !strings.EqualFold(h[:len(prefix)], prefix) {
+		return false
+	}
+	got := []byte(strings.TrimSpace(h[len(prefix):]))
+	return subtle.ConstantTimeCompare(got, []byte(s.cfg.Token)) == 1
+}
+
+func answerUnauthorized() *answer {
+	return newAnswer(http.StatusUnauthorized,
+		"this API needs a token: run the command as the same user as the agent, or pass --token / FIELDSYNC_API_TOKEN; for the web page run `fieldsync open`",
+		"API này cần mã truy cập (token): chạy lệnh bằng cùng người dùng với tác tử, hoặc dùng --token / FIELDSYNC_API_TOKEN; để mở trang web hãy chạy `fieldsync open`")
+}
+
+// ErrUnauthorized: the agent refused the request's token (401). [APIError]
+// matches it for a 401 answer.
+var ErrUnauthorized = errors.New("the agent refused the API token")

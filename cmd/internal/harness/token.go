@@ -1,0 +1,44 @@
+package harness
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/fieldsync/fieldsync/agent/api"
+)
+
+// RuntimeDir is where this cluster's agents write their API runtime files
+// (FIELDSYNC_RUNTIME_DIR of every process the cluster starts), so parallel
+// tests and the officer's own agent never see each other's tokens.
+func (c *Cluster) RuntimeDir() string { return filepath.Join(c.Dir, "run") }
+
+// procEnv is the environment of every process the cluster starts: this
+// process's, with FIELDSYNC_RUNTIME_DIR set to RuntimeDir and no API token of
+// the caller's.
+func (c *Cluster) procEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if strings.HasPrefix(kv, api.EnvRuntimeDir+"=") || strings.HasPrefix(kv, api.EnvToken+"=") {
+			continue
+		}
+		env = append(env, kv)
+	}
+	return append(env, api.EnvRuntimeDir+"="+c.RuntimeDir())
+}
+
+// NewClient returns an API client for addr that carries the token of the
+// cluster's agent at addr, read from its runtime file at each request.
+func (c *Cluster) NewClient(addr string) *api.Client {
+	cl := api.NewClient(addr)
+	cl.SetRuntimeDir(c.RuntimeDir())
+	return cl
+}
+
+// NewClient returns a fresh client for a's current API address (after its
+// ports changed).
+func (a *Agent) NewClient() *api.Client { return a.c.NewClient(a.API) }
+
+// Token returns a's current API token from its runtime file ("" if a is not
+// running).
+func (a *Agent) Token() string { return api.ReadRuntimeToken(a.c.RuntimeDir(), a.API, "") }
