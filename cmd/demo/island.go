@@ -252,7 +252,7 @@ func (t *trip) toThePost(ctx context.Context) error {
 		return err
 	}
 	t.n.command(t.o.Bin, "status", "--api", is.hub.API)
-	out, err := t.c.Run("status", "--api", is.hub.API)
+	out, err := is.c.Run("status", "--api", is.hub.API)
 	if err != nil {
 		return fmt.Errorf("fieldsync status: %w\n%s", err, out)
 	}
@@ -322,7 +322,7 @@ func (t *trip) backOnTheIsland(ctx context.Context) error {
 		seconds(is.tookState), seconds(is.tookState))
 
 	t.n.command(t.o.Bin, "status", "--api", is.a.API, "--json")
-	out, err := t.c.Run("status", "--api", is.a.API, "--json")
+	out, err := is.c.Run("status", "--api", is.a.API, "--json")
 	if err != nil {
 		return fmt.Errorf("fieldsync status --json: %w\n%s", err, out)
 	}
@@ -336,7 +336,7 @@ func (t *trip) backOnTheIsland(ctx context.Context) error {
 		"\"reachable\": false and \"last_contact\": null: island-a never connected to the hub. The receipt the hub signed came back with island-b, and island-a checks the hub's signature before trusting it.")
 
 	t.n.command(t.o.Bin, "list", "--api", is.a.API, "--undelivered")
-	out, err = t.c.Run("list", "--api", is.a.API, "--undelivered")
+	out, err = is.c.Run("list", "--api", is.a.API, "--undelivered")
 	if err != nil {
 		return fmt.Errorf("fieldsync list --undelivered: %w\n%s", err, out)
 	}
