@@ -1,8 +1,6 @@
 package agent
 
 import (
-	"crypto/rand"
-	"encoding/base64"
 	"fmt"
 	"os"
 
@@ -19,11 +17,7 @@ func apiToken(cfg Config) (string, error) {
 		}
 		return t, nil
 	}
-	b := make([]byte, 32)
-	if _, err := rand.Read(b); err != nil {
-		return "", fmt.Errorf("api token: %w", err)
-	}
-	return base64.RawURLEncoding.EncodeToString(b), nil
+	return api.NewToken(), nil
 }
 
 // writeRuntime writes the runtime file through which a program of the same
@@ -37,7 +31,7 @@ func (a *Agent) writeRuntime(token string) {
 		return
 	}
 	addr := a.apiLn.Addr().String()
-	path := api.RuntimePath(dir, addr, "")
+	path := api.RuntimePath(dir, addr)
 	if err := api.WriteRuntime(path, api.Runtime{Addr: addr, Token: token, PID: os.Getpid()}); err != nil {
 		a.log.Warn("could not write the API runtime file", "path", path, "err", err)
 		return

@@ -9,8 +9,9 @@ import (
 
 // authorize refuses every request but GET /healthz that does not carry
 // "Authorization: Bearer <token>" with the server's token (compared in
-// constant time), or a web session cookie (session.go). The static web page (GET / and /ui/…) holds no data and is
-// served without a token; every call it makes to /v1/ needs one. An empty
+// constant time), or a web session cookie (session.go). The static web page
+// (GET / and /ui/…) holds no data and is served without a token; every call
+// it makes to /v1/ needs one, and GET /login takes a one-time token. An empty
 // Config.Token turns the check off (unit tests of other concerns); the agent
 // always sets one. The token is never logged.
 func (s *Server) authorize(next http.Handler) http.Handler {

@@ -59,7 +59,8 @@ func (c *Client) SetRuntimeDir(dir string) {
 
 // bearer returns the token to send: the one set, else $FIELDSYNC_API_TOKEN,
 // else the runtime file of the client's address, read again on each request
-// on each request (the agent writes a new one each time it starts).
+// (the agent writes a new one each time it starts). With a runtime
+// directory set (tests), only that directory's file counts.
 func (c *Client) bearer() string {
 	c.tokenMu.Lock()
 	defer c.tokenMu.Unlock()
@@ -68,9 +69,9 @@ func (c *Client) bearer() string {
 	}
 	// Not cached: an agent started again at the same address has a new token.
 	if c.runtimeDir != "" {
-		return ReadRuntimeToken(c.runtimeDir, c.addr, "")
+		return ReadRuntimeToken(c.runtimeDir, c.addr)
 	}
-	return FindToken(c.addr, "")
+	return FindToken(c.addr)
 }
 
 // NewClient returns a client for the agent whose API listens at addr,

@@ -48,12 +48,9 @@ func RuntimeDir() (string, error) {
 }
 
 // RuntimePath returns the path of the runtime file of the API at addr in
-// dir; kind is "" for the ordinary token.
-func RuntimePath(dir, addr, kind string) string {
-	name := "api-" + strings.NewReplacer(":", "-", "[", "", "]", "", "/", "-").Replace(addr)
-	if kind != "" {
-		name += "." + kind
-	}
+// dir.
+func RuntimePath(dir, addr string) string {
+	name := "api-" + strings.NewReplacer(":", "-", "[", "", "]", "", "/", "-").Replace(normAddr(addr))
 	return filepath.Join(dir, name+".json")
 }
 
@@ -94,8 +91,8 @@ func WriteRuntime(path string, rt Runtime) error {
 
 // ReadRuntimeToken returns the token in the runtime file of addr in dir, or
 // "" if there is none.
-func ReadRuntimeToken(dir, addr, kind string) string {
-	data, err := os.ReadFile(RuntimePath(dir, addr, kind))
+func ReadRuntimeToken(dir, addr string) string {
+	data, err := os.ReadFile(RuntimePath(dir, addr))
 	if err != nil {
 		return ""
 	}
@@ -106,13 +103,10 @@ func ReadRuntimeToken(dir, addr, kind string) string {
 	return rt.Token
 }
 
-// FindToken returns the token to use for the API at addr: explicit if not
-// empty, else $FIELDSYNC_API_TOKEN, else the runtime file of addr. "" means
-// none was found (the agent will answer 401).
-func FindToken(addr, explicit string) string {
-	if explicit != "" {
-		return explicit
-	}
+// FindToken returns the token to use for the API at addr when none was
+// given: $FIELDSYNC_API_TOKEN, else the runtime file of addr. "" means none
+// was found (the agent will answer 401).
+func FindToken(addr string) string {
 	if t := os.Getenv(EnvToken); t != "" {
 		return t
 	}
@@ -120,7 +114,7 @@ func FindToken(addr, explicit string) string {
 	if err != nil {
 		return ""
 	}
-	return ReadRuntimeToken(dir, normAddr(addr), "")
+	return ReadRuntimeToken(dir, addr)
 }
 
 // ReadTokenFile reads a token an operator fixed in a file (one line).

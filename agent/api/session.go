@@ -47,7 +47,9 @@ type sessions struct {
 	sessions map[string]webSession
 }
 
-func randomToken() string {
+// NewToken returns 32 random bytes in base64url: API tokens, one-time login
+// tokens, session ids and CSRF values.
+func NewToken() string {
 	b := make([]byte, 32)
 	_, _ = rand.Read(b) // crypto/rand never fails on supported platforms
 	return base64.RawURLEncoding.EncodeToString(b)
@@ -65,7 +67,7 @@ func (ss *sessions) newLogin(now time.Time) (string, time.Time) {
 			delete(ss.logins, t)
 		}
 	}
-	t, exp := randomToken(), now.Add(LoginTTL)
+	t, exp := NewToken(), now.Add(LoginTTL)
 	ss.logins[t] = exp
 	return t, exp
 }
@@ -95,8 +97,8 @@ func (ss *sessions) redeem(token string, now time.Time) (id string, s webSession
 		}
 		delete(ss.sessions, oldest)
 	}
-	id = randomToken()
-	s = webSession{csrf: randomToken(), expires: now.Add(SessionTTL)}
+	id = NewToken()
+	s = webSession{csrf: NewToken(), expires: now.Add(SessionTTL)}
 	ss.sessions[id] = s
 	return id, s, true
 }

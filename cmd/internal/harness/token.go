@@ -38,7 +38,3 @@ func (c *Cluster) NewClient(addr string) *api.Client {
 // NewClient returns a fresh client for a's current API address (after its
 // ports changed).
 func (a *Agent) NewClient() *api.Client { return a.c.NewClient(a.API) }
-
-// Token returns a's current API token from its runtime file ("" if a is not
-// running).
-func (a *Agent) Token() string { return api.ReadRuntimeToken(a.c.RuntimeDir(), a.API, "") }
