@@ -164,6 +164,7 @@ func (s *Server) routes() *http.ServeMux {
 	mux.HandleFunc("GET /v1/status", s.status)
 	mux.HandleFunc("/v1/status", s.notAllowed("GET, HEAD"))
 	s.adminRoutes(mux)
+	s.revocationRoutes(mux)
 	mux.HandleFunc("GET /healthz", s.health)
 	mux.HandleFunc("/healthz", s.notAllowed("GET, HEAD"))
 	if s.cfg.UI != nil {
@@ -460,6 +461,11 @@ func wireStatus(st Status) Status {
 	}
 	if st.Upstream.Origins == nil {
 		st.Upstream.Origins = map[string]OriginDelivery{}
+	}
+	if st.Revocation != nil && st.Revocation.Devices == nil {
+		r := *st.Revocation
+		r.Devices = []RevokedDevice{}
+		st.Revocation = &r
 	}
 	return st
 }
