@@ -14,7 +14,9 @@ import (
 // reach the records or the version vector.
 func TestQuarantineKeepsLaterOpsApart(t *testing.T) {
 	var revoked atomic.Bool
-	mod := func(o *Options) { o.Quarantine = func(origin string) bool { return revoked.Load() && origin == "lost" } }
+	mod := func(o *Options) {
+		o.Quarantine = func(origin string) bool { return revoked.Load() && origin == "lost" }
+	}
 	s, dir := openTest(t, mod)
 	lost := newSigner("lost", 7)
 	other := newSigner("other", 8)
