@@ -12,6 +12,7 @@ FUZZ_TARGETS := \
 	./crdt:FuzzDecodeOp \
 	./agent/wire:FuzzReadFrame \
 	./agent/identity:FuzzUnmarshalCredential \
+	./agent/identity:FuzzDecodeRevocation \
 	./agent/schema:FuzzParseAndValidate \
 	./agent/api:FuzzCreateBody
 

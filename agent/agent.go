@@ -57,6 +57,7 @@ type Agent struct {
 	gcSeenGen   uint64    // safety loop only
 	dupOps      atomic.Uint64
 	joinWarnAt  time.Time
+	rev         revocationState // revocation.go
 
 	stop      chan struct{}
 	stopOnce  sync.Once
@@ -114,6 +115,7 @@ func New(cfg Config) (_ *Agent, err error) {
 	so.VerifyEverySignature = a.isHub
 	so.MaySettle = a.mayOriginSettle
 	so.IndexKeys = indexKeys
+	so.Quarantine = a.isRevoked
 	st, err := store.Open(so)
 	if err != nil {
 		return nil, err
@@ -127,6 +129,9 @@ func New(cfg Config) (_ *Agent, err error) {
 		return nil, fmt.Errorf("store own credential: %w", err)
 	}
 	a.names[dev.ID()] = deviceInfo{Name: dev.Name(), Role: dev.Credential.Role, Officer: dev.Credential.Officer}
+	if err := a.loadRevocation(); err != nil {
+		return nil, err
+	}
 	if err := a.loadReceipts(); err != nil {
 		return nil, err
 	}
@@ -265,6 +270,9 @@ func (a *Agent) admit(pub ed25519.PublicKey, raw []byte) (transport.Peer, error)
 	}
 	if err := a.verifier.VerifyPeer(cred, pub, a.cfg.Now()); err != nil {
 		return transport.Peer{}, err
+	}
+	if r, ok := a.revoked(cred.DeviceID); ok {
+		return transport.Peer{}, errors.New(revokedReason(r, a.revocationNumber()))
 	}
 	if err := a.store.PutCredential(cred.DeviceID, cred.PublicKey, raw); err != nil {
 		return transport.Peer{}, fmt.Errorf("store credential: %w", err)

@@ -122,6 +122,8 @@ func (b backend) Status(_ context.Context) (api.Status, error) {
 	st.CanSettle = a.canSettle()
 	st.Duplicates = a.duplicateCount()
 	st.Upstream = a.upstreamStatus()
+	st.Revocation = a.revocationStatus()
+	st.Quarantined = a.store.QuarantineCount()
 	if st.Listen == nil {
 		st.Listen = []string{}
 	}
@@ -132,6 +134,9 @@ func (b backend) Status(_ context.Context) (api.Status, error) {
 func (a *Agent) peers() []api.Peer {
 	byID := map[string]*api.Peer{}
 	for _, p := range a.host.Admitted() {
+		if a.isRevoked(p.DeviceID) {
+			continue
+		}
 		a.mu.Lock()
 		s, syncing := a.sessions[p.PeerID]
 		info := a.names[p.DeviceID]
@@ -144,7 +149,7 @@ func (a *Agent) peers() []api.Peer {
 		byID[p.DeviceID] = peer
 	}
 	for _, m := range a.members.Members() {
-		if _, ok := byID[m.DeviceID]; ok {
+		if _, ok := byID[m.DeviceID]; ok || a.isRevoked(m.DeviceID) {
 			continue
 		}
 		a.mu.Lock()

@@ -29,7 +29,7 @@ func (a *Agent) watchMembers() {
 // reach makes sure there is a data connection and a sync session with a
 // member. Dials run in their own goroutine, one at a time per peer.
 func (a *Agent) reach(m membership.Member) {
-	if m.PeerID == "" || m.PeerID == a.host.PeerID() {
+	if m.PeerID == "" || m.PeerID == a.host.PeerID() || a.isRevoked(m.DeviceID) {
 		return
 	}
 	if a.host.IsAdmitted(m.PeerID) {

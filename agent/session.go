@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/fieldsync/fieldsync/agent/api"
@@ -42,6 +43,11 @@ type session struct {
 	receiptsVersion uint64
 	// Upload progress logging (writer loop only).
 	lastProgress time.Time
+
+	// Revocation lists (revocation.go): the number the peer holds, from its
+	// hello or what it took from us; the number sent (writer loop only).
+	peerRevocation atomic.Uint64
+	revocationSent uint64
 }
 
 func (s *session) wake() {
@@ -163,7 +169,9 @@ func (a *Agent) runSession(p transport.Peer, st transport.Stream) {
 	stats := s.sm.Stats()
 	attrs := []any{"sent_ops", stats.OpsSent, "received_ops", stats.OpsReceived,
 		"bytes_out", s.out.Bytes(), "bytes_in", s.in.Bytes(), "duration", time.Since(s.start).Round(time.Millisecond)}
-	if err != nil && !isClosed(err) {
+	if errors.Is(err, errPeerRevoked) {
+		log.Warn("sync session ended: peer revoked", attrs...)
+	} else if err != nil && !isClosed(err) {
 		log.Warn("sync session ended", append(attrs, "err", err)...)
 	} else {
 		log.Info("sync session ended", attrs...)
@@ -197,12 +205,21 @@ func (s *session) flushAcks() error {
 // peer lacks something, until the stream fails or the agent stops.
 func (s *session) run() error {
 	a := s.a
-	if err := s.send(&wire.Message{Hello: &wire.Hello{VV: a.store.VersionVector()}}); err != nil {
+	readErr := make(chan error, 1)
+	if err := s.revokePeerSession(readErr); err != nil {
 		return err
 	}
-	readErr := make(chan error, 1)
+	if err := s.send(&wire.Message{Hello: &wire.Hello{VV: a.store.VersionVector(), Revocation: a.revocationNumber()}}); err != nil {
+		return err
+	}
 	go func() { readErr <- s.readLoop() }()
 	for {
+		if err := s.revokePeerSession(readErr); err != nil {
+			return err
+		}
+		if err := s.pushRevocation(); err != nil {
+			return err
+		}
 		if err := s.flushAcks(); err != nil {
 			return err
 		}
@@ -231,6 +248,9 @@ func (s *session) run() error {
 func (s *session) pushReady() error {
 	a := s.a
 	for {
+		if a.isRevoked(s.peer.DeviceID) {
+			return nil // the writer loop ends the session next
+		}
 		s.mu.Lock()
 		plan := s.sm.Plan(a.store.VersionVector())
 		s.mu.Unlock()
@@ -296,6 +316,7 @@ func (s *session) readLoop() error {
 		}
 		switch {
 		case m.Hello != nil:
+			s.notePeerRevocation(m.Hello.Revocation)
 			s.mu.Lock()
 			s.sm.OnHello(m.Hello.VV)
 			s.mu.Unlock()
@@ -304,6 +325,8 @@ func (s *session) readLoop() error {
 			s.wake()
 		case m.Receipts != nil:
 			a.acceptReceipts(s.peer.Name, m.Receipts.List)
+		case m.Revocation != nil:
+			s.takeRevocation(m.Revocation.Raw)
 		case m.Batch != nil:
 			if err := s.ingest(m.Batch); err != nil {
 				return err

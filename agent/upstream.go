@@ -47,6 +47,10 @@ func (a *Agent) loadReceipts() error {
 			a.log.Warn("stored receipt unreadable; dropped", "hub", hub, "err", err)
 			continue
 		}
+		if err := a.receiptAfterRevocation(hub, r.Issued); err != nil {
+			a.log.Warn("stored receipt not believed", "hub", hub, "err", err)
+			continue
+		}
 		a.up.receipts[hub] = r
 		a.up.travel[hub] = wr
 		if hub == a.dev.ID() {
@@ -107,6 +111,9 @@ func (a *Agent) acceptReceipts(from string, list []wire.Receipt) {
 		}
 		if err == nil && r.Hub != cred.DeviceID {
 			err = fmt.Errorf("receipt names hub %s but is signed by %s", r.Hub, cred.DeviceID)
+		}
+		if err == nil {
+			err = a.receiptAfterRevocation(r.Hub, r.Issued)
 		}
 		if err != nil {
 			a.log.Warn("refused a receipt", "from", from, "err", err)

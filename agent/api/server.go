@@ -168,6 +168,7 @@ func (s *Server) routes() *http.ServeMux {
 	mux.HandleFunc("GET /v1/status", s.status)
 	mux.HandleFunc("/v1/status", s.notAllowed("GET, HEAD"))
 	s.adminRoutes(mux)
+	s.revocationRoutes(mux)
 	mux.HandleFunc("POST /v1/login-tokens", s.loginToken)
 	mux.HandleFunc("/v1/login-tokens", s.notAllowed("POST"))
 	mux.HandleFunc("GET /login", s.login)
@@ -467,6 +468,11 @@ func wireStatus(st Status) Status {
 	}
 	if st.Upstream.Origins == nil {
 		st.Upstream.Origins = map[string]OriginDelivery{}
+	}
+	if st.Revocation != nil && st.Revocation.Devices == nil {
+		r := *st.Revocation
+		r.Devices = []RevokedDevice{}
+		st.Revocation = &r
 	}
 	return st
 }

@@ -101,6 +101,11 @@ type Status struct {
 	DuplicateOps uint64 `json:"duplicate_ops"`
 	// Upstream says what has reached a hub.
 	Upstream Upstream `json:"upstream"`
+	// Revocation is the revocation list in force here (number 0: none).
+	Revocation *RevocationStatus `json:"revocation"`
+	// Quarantined counts ops of revoked devices received after the list was
+	// installed: kept apart, not merged (GET /v1/quarantine lists them).
+	Quarantined int `json:"quarantined"`
 }
 
 // Upstream is the agent's view of delivery to the hub.

@@ -38,6 +38,8 @@ import (
 //	m/self               this device's own origin id
 //	m/records            8B: number of r/ keys, so counting is not a scan
 //	m/version            8B: layout version (layoutVersion)
+//	q/, V/qh/, m/revocation, m/revocation.at: the quarantine of revoked
+//	                     origins and the revocation list (quarantine.go)
 //
 // All writes of one op (o/, r/, x/c/, h/, w/, k/, x/h/, x/i/, m/clock,
 // m/records) are in one transaction.

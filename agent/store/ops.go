@@ -168,6 +168,9 @@ type IngestResult struct {
 	Duplicates int
 	// Refused lists what was not applied and why.
 	Refused []Refusal
+	// Quarantined counts ops of quarantined origins kept apart (see
+	// Options.Quarantine), durable like Applied.
+	Quarantined int
 }
 
 // AppliedOps is the number of ops applied.
@@ -248,6 +251,9 @@ func (s *Store) Ingest(batch []crdt.Signed, wallMillis int64) (IngestResult, err
 // ingestOrigin stages one origin's ops of a batch. It returns only storage
 // errors; what it refuses goes to res.
 func (s *Store) ingestOrigin(w *writer, origin string, ops []crdt.Opened, wallMillis int64, res *IngestResult) error {
+	if s.quarantine != nil && origin != s.self && s.quarantine(origin) {
+		return s.quarantineOrigin(w, origin, ops, res)
+	}
 	head := w.head(origin)
 	prev := head
 	run := make([]crdt.Opened, 0, len(ops))

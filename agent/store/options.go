@@ -102,6 +102,14 @@ type Options struct {
 	// are possible duplicates. Kept in the same transaction as the record.
 	// Keys must not contain NUL. Nil keeps no index.
 	IndexKeys func(*crdt.Record) []string
+
+	// Quarantine reports whether ops of an origin not yet held are to be
+	// kept apart rather than merged (the agent's rule for revoked devices).
+	// Ingest then stores them under q/ after checking their chain and
+	// signature, and the origin's head, records and indexes do not change.
+	// It is called under the store's write lock and must not call the
+	// store. Nil quarantines nothing; this device's own origin never is.
+	Quarantine func(origin string) bool
 }
 
 // DefaultOptions returns the options for a store in dir, sized for a laptop.

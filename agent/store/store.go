@@ -53,6 +53,11 @@ type Store struct {
 	idle   *sync.Cond
 	users  int
 	closed bool
+
+	// Quarantine (quarantine.go).
+	quarantine  func(origin string) bool // Options.Quarantine
+	qheads      map[string]crdt.Head     // writers
+	quarantined atomic.Int64
 }
 
 // Open opens (creating if needed) the store in opts.Dir and loads its heads,
@@ -62,15 +67,16 @@ func Open(opts Options) (*Store, error) {
 		return nil, fmt.Errorf("open store %s: %w", opts.Dir, err)
 	}
 	s := &Store{
-		dir:       opts.Dir,
-		verifyAll: opts.VerifyEverySignature,
-		maySettle: opts.MaySettle,
-		indexKeys: opts.IndexKeys,
-		trim:      trimmer{dir: opts.Dir},
-		pubs:      map[string]ed25519.PublicKey{},
-		heads:     map[string]crdt.Head{},
-		peers:     map[string]uint64{},
-		creates:   map[string][]uint64{},
+		dir:        opts.Dir,
+		verifyAll:  opts.VerifyEverySignature,
+		maySettle:  opts.MaySettle,
+		indexKeys:  opts.IndexKeys,
+		quarantine: opts.Quarantine,
+		trim:       trimmer{dir: opts.Dir},
+		pubs:       map[string]ed25519.PublicKey{},
+		heads:      map[string]crdt.Head{},
+		peers:      map[string]uint64{},
+		creates:    map[string][]uint64{},
 	}
 	db, err := badger.Open(opts.badgerOptions(&s.syncFailed))
 	if err != nil {
@@ -79,6 +85,10 @@ func Open(opts Options) (*Store, error) {
 	s.db = db
 	s.idle = sync.NewCond(&s.life)
 	if err := s.load(); err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("open store %s: %w", opts.Dir, err)
+	}
+	if err := s.loadQuarantine(); err != nil {
 		_ = db.Close()
 		return nil, fmt.Errorf("open store %s: %w", opts.Dir, err)
 	}

@@ -317,3 +317,32 @@ func TestSimultaneousConnect(t *testing.T) {
 	expectNone(t, "second OnGone on a", a.gone)
 	expectNone(t, "second OnGone on b", b.gone)
 }
+
+// A peer denied while admitted loses its connections at once, and cannot
+// connect again while the deny lasts, in either direction.
+func TestDenyClosesAndRefuses(t *testing.T) {
+	a := newTestHost(t, hostOpts{key: 1, deployment: "d", accepts: "d", name: "a"})
+	b := newTestHost(t, hostOpts{key: 2, deployment: "d", accepts: "d", name: "b"})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := a.Connect(ctx, b.PeerID(), b.addr(t)); err != nil {
+		t.Fatal(err)
+	}
+	receive(t, "a admitted b", a.admitted)
+	if err := a.Deny(b.PeerID(), "device revoked"); err != nil {
+		t.Fatal(err)
+	}
+	receive(t, "b gone from a", a.gone)
+	eventually(t, "b to see a gone", 10*time.Second, func() bool { return !b.IsAdmitted(a.PeerID()) })
+	if err := a.Connect(ctx, b.PeerID(), b.addr(t)); err == nil {
+		t.Fatal("a dialled a denied peer")
+	}
+	short, cancel2 := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel2()
+	if err := b.Connect(short, a.PeerID(), a.addr(t)); err == nil && a.IsAdmitted(b.PeerID()) {
+		t.Fatal("a denied peer was admitted again")
+	}
+	if len(a.logs.lines("denied peer", "device revoked")) == 0 {
+		t.Fatalf("no log line for the deny:\n%s", a.logs)
+	}
+}

@@ -31,7 +31,20 @@ type Message struct {
 	// Receipts carries hubs' receipts; sent after hello and whenever a newer
 	// one is held.
 	Receipts *Receipts `cbor:"5,keyasint,omitempty"`
+	// Revocation carries the authority's revocation list; sent after hello
+	// to a peer whose hello shows an older list, and to every open session
+	// when a newer list arrives.
+	Revocation *Revocation `cbor:"6,keyasint,omitempty"`
 }
+
+// Revocation is a signed revocation list exactly as the authority wrote it
+// (see identity.RevocationList).
+type Revocation struct {
+	Raw []byte `cbor:"1,keyasint"`
+}
+
+// MaxRevocation bounds a revocation list on the wire (identity's own limit).
+const MaxRevocation = 512 << 10
 
 // Receipts is a set of hub receipts, each with the hub's credential so the
 // receiver can check it without having met the hub.
@@ -53,6 +66,9 @@ type Receipt struct {
 // of origins, not records.
 type Hello struct {
 	VV map[string]uint64 `cbor:"1,keyasint"`
+	// Revocation is the number of the revocation list the sender holds
+	// (absent: none), so the peer sends its list only when it is newer.
+	Revocation uint64 `cbor:"3,keyasint,omitempty"`
 }
 
 // Credential is an origin's credential, sent ahead of its first ops so the
@@ -111,7 +127,7 @@ func Decode(data []byte) (*Message, error) {
 
 func (m *Message) validate() error {
 	set := 0
-	for _, p := range []bool{m.Hello != nil, m.Batch != nil, m.Ack != nil, m.Error != nil, m.Receipts != nil} {
+	for _, p := range []bool{m.Hello != nil, m.Batch != nil, m.Ack != nil, m.Error != nil, m.Receipts != nil, m.Revocation != nil} {
 		if p {
 			set++
 		}
@@ -142,6 +158,10 @@ func (m *Message) validate() error {
 			if len(r.Body) == 0 || len(r.Body) > 64<<10 || len(r.Sig) == 0 || len(r.Credential) == 0 || len(r.Credential) > MaxCredential {
 				return fmt.Errorf("%w: bad receipt", ErrMalformed)
 			}
+		}
+	case m.Revocation != nil:
+		if len(m.Revocation.Raw) == 0 || len(m.Revocation.Raw) > MaxRevocation {
+			return fmt.Errorf("%w: revocation list of %d bytes", ErrMalformed, len(m.Revocation.Raw))
 		}
 	case m.Error != nil:
 		if len(m.Error.Reason) > 1024 {

@@ -17,6 +17,8 @@ func sample() []*Message {
 		{Ack: &Ack{N: 3, VV: map[string]uint64{"aaaa": 1}}},
 		{Error: &Error{Reason: "refused: credential of another deployment"}},
 		{Receipts: &Receipts{List: []Receipt{{Body: []byte{0xa0}, Sig: bytes.Repeat([]byte{1}, 64), Credential: []byte("hub cred")}}}},
+		{Hello: &Hello{VV: map[string]uint64{"aaaa": 1}, Revocation: 4}},
+		{Revocation: &Revocation{Raw: []byte{0xa2, 0x01, 0x40, 0x02, 0x40}}},
 	}
 }
 
@@ -90,4 +92,19 @@ func FuzzReadFrame(f *testing.F) {
 			}
 		}
 	})
+}
+
+func TestRevocationMessageLimits(t *testing.T) {
+	for _, m := range []*Message{
+		{Revocation: &Revocation{}},
+		{Revocation: &Revocation{Raw: make([]byte, MaxRevocation+1)}},
+	} {
+		data, err := Encode(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := Decode(data); !errors.Is(err, ErrMalformed) {
+			t.Fatalf("%d-byte list accepted: %v", len(m.Revocation.Raw), err)
+		}
+	}
 }

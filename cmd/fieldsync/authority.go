@@ -12,10 +12,12 @@ import (
 )
 
 const authorityUsage = `fieldsync authority init --dir DIR
+fieldsync authority revoke --authority DIR --device NAME_OR_ID [--reason TEXT] --out FILE [--json]
 
 Tạo khóa gốc của một đợt triển khai mới trong DIR / Create a new deployment's authority in DIR.
 The authority signs every device's credential. Keep DIR offline, with the
 administrator: never copy it to a field laptop.
+Thu hồi một máy / revoke: see fieldsync authority revoke --help.
 `
 
 // runAuthority dispatches `authority init`.
@@ -27,13 +29,15 @@ func runAuthority(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	switch sub {
 	case "init":
 		return runAuthorityInit(ctx, rest, stdout, stderr)
+	case "revoke":
+		return runAuthorityRevoke(ctx, rest, stdout, stderr)
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(stdout, authorityUsage)
 		return nil
 	case "":
-		return usageError{errors.New("authority needs a sub-command: init")}
+		return usageError{errors.New("authority needs a sub-command: init or revoke")}
 	}
-	return usageError{fmt.Errorf("unknown authority sub-command %q: want init", sub)}
+	return usageError{fmt.Errorf("unknown authority sub-command %q: want init or revoke", sub)}
 }
 
 func runAuthorityInit(_ context.Context, args []string, stdout, _ io.Writer) error {

@@ -86,6 +86,11 @@ func runDeviceInit(_ context.Context, args []string, stdout, _ io.Writer) error 
 	if err != nil {
 		return err
 	}
+	// The register lets `authority revoke` find the device by name and seal
+	// later gossip keys to it.
+	if err := identity.RegisterDevice(*authDir, d.Credential); err != nil {
+		return fmt.Errorf("device provisioned in %s, but not recorded in the authority's register: %w", *dataDir, err)
+	}
 	info := deviceInfo{
 		DeviceID:   d.ID(),
 		Name:       d.Credential.Name,

@@ -52,7 +52,7 @@ type command struct {
 // function, not a variable, because help refers back to it.
 func commands() []command {
 	return []command{
-		{"authority", "init: tạo khóa gốc của đợt triển khai, chỉ trên máy quản trị / create a deployment's authority, admin machine only", runAuthority},
+		{"authority", "init, revoke: khóa gốc, thu hồi máy; chỉ trên máy quản trị / a deployment's authority and revocations, admin machine only", runAuthority},
 		{"device", "init: cấp danh tính cho một máy / provision a laptop or the hub", runDevice},
 		{"agent", "chạy tác tử đồng bộ trên máy này / run the sync agent on this laptop", runAgent},
 		{"hub", "chạy máy chủ trung tâm / run the upstream hub", runHub},
@@ -67,6 +67,7 @@ func commands() []command {
 		{"distinct", "không phải cùng một người (máy quản trị) / not the same person (admin device)", runDistinct},
 		{"open", "mở trang quản trị, đã đăng nhập / open the web page, logged in", runOpen},
 		{"history", "lịch sử một hồ sơ / a dossier's history", runHistory},
+		{"revoke", "trao danh sách thu hồi cho tác tử / hand a revocation list to an agent", runRevoke},
 		{"version", "phiên bản / print the version", runVersion},
 	}
 }

@@ -59,6 +59,12 @@ func printStatus(w io.Writer, st api.Status) error {
 	fmt.Fprintf(tw, "Có thể trùng / Possible duplicates:\t%d\n", st.Duplicates)
 	fmt.Fprintf(tw, "Chỉ có trên máy này / Only on this laptop:\t%d\n", st.AtRisk)
 	fmt.Fprintf(tw, "Đã có ở máy khác / Held elsewhere:\t%d\n", st.Held)
+	if r := st.Revocation; r != nil && r.Number > 0 {
+		fmt.Fprintf(tw, "Danh sách thu hồi / Revocation list:\t%d (%d thiết bị / devices)\n", r.Number, len(r.Devices))
+	}
+	if st.Quarantined > 0 {
+		fmt.Fprintf(tw, "Cách ly / Quarantined ops:\t%d (of revoked devices, not merged)\n", st.Quarantined)
+	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}
