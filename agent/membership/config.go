@@ -64,9 +64,15 @@ type Config struct {
 	// IP address. Empty: use Listen's.
 	Advertise string
 
-	// Key is the 32-byte gossip key derived from the deployment. Nodes with
-	// different keys cannot see each other.
+	// Key is the 32-byte gossip key in use: the one derived from the
+	// deployment, or the one the newest revocation list sealed to this
+	// device. Nodes with different keys cannot see each other.
 	Key []byte
+
+	// AlsoAccept are further keys that incoming gossip may be encrypted
+	// with (a key being replaced, during its overlap); nothing is sent
+	// with them. Each is KeySize bytes.
+	AlsoAccept [][]byte
 
 	// Label is memberlist's label, authenticated with every encrypted
 	// packet and stream: a node with another label is refused even if it
@@ -196,6 +202,11 @@ func (c *Config) validate() (bindPlan, error) {
 	}
 	if len(c.Key) != KeySize {
 		return bad("key is %d bytes, want %d", len(c.Key), KeySize)
+	}
+	for _, k := range c.AlsoAccept {
+		if len(k) != KeySize {
+			return bad("accepted key is %d bytes, want %d", len(k), KeySize)
+		}
 	}
 
 	ip, port, err := splitIPPort(c.Listen, true)

@@ -60,6 +60,8 @@ type Membership struct {
 	left      bool                   // Leave or Close began
 	closed    bool                   // Close began: no more events are sent
 
+	keys keyRotation
+
 	dropped     atomic.Uint64 // events dropped on a full channel
 	metaUpdates atomic.Uint64 // UpdateNode calls made by SetDigest
 }
@@ -88,6 +90,7 @@ func New(cfg Config) (*Membership, error) {
 		return nil, err
 	}
 	cfg.Key = bytes.Clone(cfg.Key)
+	cfg.AlsoAccept = slices.Clone(cfg.AlsoAccept)
 	logger := cfg.Logger
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
@@ -125,10 +128,11 @@ func New(cfg Config) (*Membership, error) {
 // memberlistConfig builds memberlist's configuration: its LAN defaults with
 // our identity, addresses, key and gentler timings (reasons on Config).
 func (m *Membership) memberlistConfig() (*memberlist.Config, error) {
-	keyring, err := memberlist.NewKeyring(nil, m.cfg.Key)
+	keyring, err := memberlist.NewKeyring(m.cfg.AlsoAccept, m.cfg.Key)
 	if err != nil {
 		return nil, fmt.Errorf("%w: key: %w", ErrInvalidConfig, err)
 	}
+	m.keys.ring = keyring
 	mc := memberlist.DefaultLANConfig()
 	mc.Name = m.cfg.DeviceID
 	mc.BindAddr = m.plan.bindIP.String()
@@ -382,6 +386,7 @@ func (m *Membership) Close() error {
 	if wasClosed {
 		return nil
 	}
+	m.stopRotation()
 	if !wasLeft {
 		if err := m.ml.Leave(m.cfg.LeaveTimeout); err != nil {
 			// Not worth failing Close over: peers will find us gone by

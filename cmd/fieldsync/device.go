@@ -91,6 +91,9 @@ func runDeviceInit(_ context.Context, args []string, stdout, _ io.Writer) error 
 	if err := identity.RegisterDevice(*authDir, d.Credential); err != nil {
 		return fmt.Errorf("device provisioned in %s, but not recorded in the authority's register: %w", *dataDir, err)
 	}
+	if err := a.HandOverRevocations(*authDir, *dataDir, d.Credential); err != nil {
+		return fmt.Errorf("device provisioned in %s, but without the deployment's revocation list and gossip key: %w", *dataDir, err)
+	}
 	info := deviceInfo{
 		DeviceID:   d.ID(),
 		Name:       d.Credential.Name,

@@ -72,7 +72,7 @@ func runAuthorityRevoke(_ context.Context, args []string, stdout, stderr io.Writ
 	if err != nil {
 		return err
 	}
-	res, err := a.Revoke(*authDir, *device, *reason, time.Now(), sealGossipKey)
+	res, err := a.Revoke(*authDir, *device, *reason, time.Now(), a.GossipSealer(*authDir, nil))
 	if errors.Is(err, identity.ErrUnknownDevice) {
 		return usageError{err}
 	}
@@ -191,5 +191,3 @@ func readListFile(path string) ([]byte, error) {
 	return raw, nil
 }
 
-// sealGossipKey makes the new gossip key of a list (point 3 of issue 8).
-var sealGossipKey func([]identity.Credential, uint64) (*identity.GossipGrant, error)
