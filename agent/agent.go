@@ -42,22 +42,23 @@ type Agent struct {
 	names     map[string]deviceInfo // device id -> name and role, from credentials
 	digestAt  time.Time
 
-	isHub       bool
-	up          upstream
-	exporter    exporter      // nil unless a hub with --postgres
-	receiptWake chan struct{} // hub: new ops may need a receipt
-	refusedOps  atomic.Uint64
-	changes     atomic.Uint64 // bumped by every commit that added ops
-	dupMu       sync.Mutex
-	dupCount    int
-	dupGen      uint64
-	dupValid    bool
-	dupAt       time.Time
-	gcAt        time.Time // safety loop only
-	gcSeenGen   uint64    // safety loop only
-	dupOps      atomic.Uint64
-	joinWarnAt  time.Time
-	rev         revocationState // revocation.go
+	isHub          bool
+	up             upstream
+	exporter       exporter      // nil unless a hub with --postgres
+	receiptWake    chan struct{} // hub: new ops may need a receipt
+	refusedOps     atomic.Uint64
+	changes        atomic.Uint64 // bumped by every commit that added ops
+	dupMu          sync.Mutex
+	dupCount       int
+	dupGen         uint64
+	dupValid       bool
+	dupAt          time.Time
+	gcAt           time.Time // safety loop only
+	gcSeenGen      uint64    // safety loop only
+	dupOps         atomic.Uint64
+	joinWarnAt     time.Time
+	rev            revocationState // revocation.go
+	gossipEpochNow atomic.Uint64   // gossipkey.go
 
 	stop      chan struct{}
 	stopOnce  sync.Once
@@ -164,13 +165,23 @@ func New(cfg Config) (_ *Agent, err error) {
 	mc.PeerID = a.host.PeerID()
 	mc.Listen = cfg.Listen
 	mc.Advertise = cfg.Advertise
-	mc.Key = dev.GossipKey()
+	gk, err := a.startGossipKey()
+	if err != nil {
+		return nil, err
+	}
+	mc.Key, mc.AlsoAccept = gk.send, gk.accept
 	mc.Label = "fieldsync/" + verifier.Deployment()
 	mc.Logger = a.log
 	mc.Events = a.events
 	if a.members, err = membership.New(mc); err != nil {
 		return nil, fmt.Errorf("start LAN membership: %w", err)
 	}
+	if gk.pending != nil {
+		if err := a.members.RotateKey(gk.pending, gk.remaining); err != nil {
+			return nil, fmt.Errorf("resume the gossip key change: %w", err)
+		}
+	}
+	a.installProvisionedRevocation()
 
 	ac := api.DefaultConfig()
 	ac.Addr = cfg.API

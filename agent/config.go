@@ -59,6 +59,12 @@ type Config struct {
 	Now func() time.Time
 	// Version is reported by status.
 	Version string
+	// GossipKeyOverlap is how long the previous gossip key is still
+	// accepted after a revocation list brings a new one (it is still used
+	// for sending for the first half), so laptops that have not yet got the
+	// list keep meeting the team. It is also how long a revoked laptop can
+	// still read gossip hints; sync itself refuses it at once.
+	GossipKeyOverlap time.Duration
 	// APITokenFile, if set, holds the API's bearer token (services and
 	// scripts); otherwise a random token is made at each start.
 	APITokenFile string
@@ -68,15 +74,16 @@ type Config struct {
 // LAN: listen on every interface, API on loopback, mDNS on.
 func DefaultConfig() Config {
 	return Config{
-		Listen:         DefaultListen,
-		API:            DefaultAPI,
-		MDNS:           true,
-		SafetyInterval: 30 * time.Second,
-		Sync:           syncer.DefaultConfig(),
-		Schema:         schema.Dossier(),
-		Logger:         slog.Default(),
-		Now:            time.Now,
-		Version:        "dev",
+		Listen:           DefaultListen,
+		API:              DefaultAPI,
+		MDNS:             true,
+		SafetyInterval:   30 * time.Second,
+		GossipKeyOverlap: DefaultGossipKeyOverlap,
+		Sync:             syncer.DefaultConfig(),
+		Schema:           schema.Dossier(),
+		Logger:           slog.Default(),
+		Now:              time.Now,
+		Version:          "dev",
 	}
 }
 

@@ -190,4 +190,3 @@ func readListFile(path string) ([]byte, error) {
 	}
 	return raw, nil
 }
-
