@@ -13,7 +13,8 @@ FUZZ_TARGETS := \
 	./agent/wire:FuzzReadFrame \
 	./agent/identity:FuzzUnmarshalCredential \
 	./agent/schema:FuzzParseAndValidate \
-	./agent/api:FuzzCreateBody
+	./agent/api:FuzzCreateBody \
+	./agent/vault:FuzzOpenSealed
 
 .PHONY: all build test unit fuzz bench demo lint tidy cross clean deps
 
