@@ -14,7 +14,8 @@ FUZZ_TARGETS := \
 	./agent/identity:FuzzUnmarshalCredential \
 	./agent/identity:FuzzDecodeRevocation \
 	./agent/schema:FuzzParseAndValidate \
-	./agent/api:FuzzCreateBody
+	./agent/api:FuzzCreateBody \
+	./agent/vault:FuzzOpenSealed
 
 .PHONY: all build test unit fuzz bench demo lint tidy cross clean deps
 
