@@ -81,9 +81,16 @@ func New(cfg Config) (_ *Agent, err error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	dev, err := identity.LoadDevice(cfg.DataDir)
+	if cfg.Vault == nil {
+		return nil, ErrLocked
+	}
+	dev, err := identity.LoadDeviceSealed(cfg.DataDir, cfg.Vault)
 	if err != nil {
 		return nil, fmt.Errorf("load device: %w", err)
+	}
+	if cfg.Vault.Params().Weak() {
+		cfg.Logger.Warn("the data directory's passphrase key derivation is weaker than the default (made for tests with FIELDSYNC_KDF=test); set a new passphrase with `fieldsync device passphrase` on a real laptop",
+			"kdf", cfg.Vault.Params().String())
 	}
 	verifier := dev.Verifier()
 	if err := verifier.VerifyPeer(dev.Credential, dev.Public(), cfg.Now()); err != nil {
@@ -117,6 +124,7 @@ func New(cfg Config) (_ *Agent, err error) {
 	so.MaySettle = a.mayOriginSettle
 	so.IndexKeys = indexKeys
 	so.Quarantine = a.isRevoked
+	so.EncryptionKey = cfg.Vault.StoreKey()
 	st, err := store.Open(so)
 	if err != nil {
 		return nil, err

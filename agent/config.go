@@ -3,6 +3,7 @@ package agent
 import (
 	"errors"
 	"fmt"
+	"github.com/fieldsync/fieldsync/agent/vault"
 	"log/slog"
 	"net"
 	"time"
@@ -59,6 +60,9 @@ type Config struct {
 	Now func() time.Time
 	// Version is reported by status.
 	Version string
+	// Vault is the data directory's unlocked key: it opens the device key
+	// and the deployment secret and encrypts the store. Required.
+	Vault *vault.Key
 	// GossipKeyOverlap is how long the previous gossip key is still
 	// accepted after a revocation list brings a new one (it is still used
 	// for sending for the first half), so laptops that have not yet got the
@@ -112,3 +116,7 @@ func (c *Config) validate() error {
 	}
 	return nil
 }
+
+// ErrLocked: the agent was started without the data directory's unlocked
+// vault key.
+var ErrLocked = errors.New("the data directory is locked: the agent needs its passphrase (thư mục dữ liệu đang khóa: cần mật khẩu)")

@@ -1,6 +1,7 @@
 package identity
 
 import (
+	"bytes"
 	"crypto/ed25519"
 	"crypto/hkdf"
 	"crypto/rand"
@@ -61,6 +62,55 @@ func InitDevice(a *Authority, dataDir, name string, role Role, now time.Time, va
 // InitDeviceFor is InitDevice for a device assigned to an officer, whose
 // name the credential carries (empty: none).
 func InitDeviceFor(a *Authority, dataDir, name, officer string, role Role, now time.Time, validity time.Duration, random io.Reader) (*Device, error) {
+	return InitDeviceSealed(nil, a, dataDir, name, officer, role, now, validity, random)
+}
+
+// Sealer encrypts a directory's secret files (agent/vault's Key): the
+// device key and the deployment secret never reach the disk in clear.
+type Sealer interface {
+	Seal(name string, plaintext []byte) ([]byte, error)
+	Open(name string, sealed []byte) ([]byte, error)
+}
+
+// sealedMagic starts every file a Sealer wrote (agent/vault's format), so
+// that a plain and a sealed file are told apart without a key.
+const sealedMagic = "FSSEAL1\x00"
+
+// ErrPlainSecrets means a data directory's secret files are not encrypted:
+// a directory from before encryption at rest, converted by `fieldsync device
+// encrypt`.
+var ErrPlainSecrets = errors.New("the device key is not encrypted (khóa thiết bị chưa được mã hóa): convert the data directory with `fieldsync device encrypt --data DIR`")
+
+// ErrSealedSecrets means a data directory's secret files are encrypted and
+// no key was given to open them.
+var ErrSealedSecrets = errors.New("the device key is encrypted: a passphrase is needed (khóa thiết bị đã mã hóa: cần mật khẩu)")
+
+// sealSecret seals a secret file's content with s (nil: plain).
+func sealSecret(s Sealer, name string, b []byte) ([]byte, error) {
+	if s == nil {
+		return b, nil
+	}
+	return s.Seal(name, b)
+}
+
+// openSecret opens a secret file read from path with s (nil: plain).
+func openSecret(s Sealer, path string, b []byte) ([]byte, error) {
+	sealed := bytes.HasPrefix(b, []byte(sealedMagic))
+	switch {
+	case s == nil && sealed:
+		return nil, fmt.Errorf("%s: %w", path, ErrSealedSecrets)
+	case s == nil:
+		return b, nil
+	case !sealed:
+		return nil, fmt.Errorf("%s: %w", path, ErrPlainSecrets)
+	}
+	return s.Open(filepath.Base(path), b)
+}
+
+// InitDeviceSealed is InitDeviceFor writing the device key and the
+// deployment file sealed by s (nil: plain, for tests of this package and
+// the conversion of old directories).
+func InitDeviceSealed(s Sealer, a *Authority, dataDir, name, officer string, role Role, now time.Time, validity time.Duration, random io.Reader) (*Device, error) {
 	if dataDir == "" {
 		return nil, errors.New("provision device: no data directory given")
 	}
@@ -106,6 +156,12 @@ func InitDeviceFor(a *Authority, dataDir, name, officer string, role Role, now t
 	if err != nil {
 		return nil, fmt.Errorf("provision device: encode key: %w", err)
 	}
+	if depBytes, err = sealSecret(s, DeploymentFile, depBytes); err != nil {
+		return nil, fmt.Errorf("provision device: %w", err)
+	}
+	if keyBytes, err = sealSecret(s, DeviceKeyFile, keyBytes); err != nil {
+		return nil, fmt.Errorf("provision device: %w", err)
+	}
 	if err := replaceFile(dataDir, CredentialFile, credBytes, publicMode); err != nil {
 		return nil, fmt.Errorf("provision device: %w", err)
 	}
@@ -135,7 +191,12 @@ func deviceExists(dir string) error {
 // validity window: an expired device still loads, and the caller decides
 // what it may do (see [Device.Verifier]). A missing device.key returns an
 // error wrapping [ErrNotFound].
-func LoadDevice(dataDir string) (*Device, error) {
+func LoadDevice(dataDir string) (*Device, error) { return LoadDeviceSealed(dataDir, nil) }
+
+// LoadDeviceSealed is LoadDevice for a directory whose secret files s
+// sealed. A plain directory returns an error wrapping [ErrPlainSecrets];
+// with s nil, a sealed one returns [ErrSealedSecrets].
+func LoadDeviceSealed(dataDir string, s Sealer) (*Device, error) {
 	keyPath := filepath.Join(dataDir, DeviceKeyFile)
 	data, err := readFile(keyPath)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -148,6 +209,9 @@ func LoadDevice(dataDir string) (*Device, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load device: %w", err)
 	}
+	if data, err = openSecret(s, keyPath, data); err != nil {
+		return nil, fmt.Errorf("load device: %w", err)
+	}
 	var kf deviceKeyFile
 	if err := decMode.Unmarshal(data, &kf); err != nil || len(kf.Seed) != ed25519.SeedSize {
 		return nil, damaged(keyPath, "a fieldsync device key", err)
@@ -158,6 +222,9 @@ func LoadDevice(dataDir string) (*Device, error) {
 	data, err = readFile(depPath)
 	if err != nil {
 		return nil, incomplete(depPath, err)
+	}
+	if data, err = openSecret(s, depPath, data); err != nil {
+		return nil, fmt.Errorf("load device: %w", err)
 	}
 	var df deploymentFile
 	if err := decMode.Unmarshal(data, &df); err != nil || len(df.AuthorityPublic) != ed25519.PublicKeySize || len(df.Secret) != SecretSize {

@@ -14,6 +14,9 @@ var (
 	ErrUnknownOrigin = errors.New("unknown origin")
 	// ErrClosed: the store has been closed.
 	ErrClosed = errors.New("store closed")
+	// ErrKeyMismatch: the store was written under another encryption key,
+	// or in clear and opened with a key (or the other way round).
+	ErrKeyMismatch = errors.New("the store is encrypted under another key, or not encrypted (kho dữ liệu không khớp khóa mã hóa)")
 	// ErrFailed: an earlier commit failed, so what is on disk is not known to
 	// match the in-memory heads. The store refuses writes until reopened,
 	// which reloads its state from disk.

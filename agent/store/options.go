@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	"github.com/dgraph-io/badger/v4"
 	"github.com/dgraph-io/badger/v4/options"
@@ -39,6 +40,12 @@ type Options struct {
 	// in m/self; a store already holding another self is refused. Empty means
 	// the self stored earlier, or the origin of the first Write.
 	Self string
+	// EncryptionKey, 32 bytes, encrypts every table, value log and
+	// key-registry file with AES-256 (badger's encryption at rest; see
+	// docs/storage.md for what it does and does not authenticate). Nil
+	// leaves the store in clear: only tests of this package and the
+	// conversion of an old directory open one.
+	EncryptionKey []byte
 
 	// MemTableSize is the size of one memtable, in bytes: 8 MB. With values
 	// in the value log an op puts ~5 small entries in the memtable (~500
@@ -63,8 +70,10 @@ type Options struct {
 	BaseTableSize int64
 	// BlockCacheSize is a cache of SSTable blocks, in bytes: 0. Tables are not
 	// compressed (they hold keys and pointers, which compress little), so
-	// blocks are read straight from the memory-mapped files and the OS page
-	// cache serves as the cache.
+	// in a plain store blocks are read straight from the memory-mapped files
+	// and the OS page cache serves as the cache. An encrypted store must
+	// decrypt each block it reads, so it keeps decrypted blocks in a cache
+	// of at least EncryptedBlockCacheSize.
 	BlockCacheSize int64
 	// IndexCacheSize bounds the heap the SSTable indexes and bloom filters
 	// may take, in bytes: 8 MB. 0 would keep every table's index in memory
@@ -113,6 +122,10 @@ type Options struct {
 }
 
 // DefaultOptions returns the options for a store in dir, sized for a laptop.
+// EncryptedBlockCacheSize is the block cache an encrypted store uses at
+// least: 16 MB, the hot top of the index tables of a campaign's store.
+const EncryptedBlockCacheSize = 16 << 20
+
 func DefaultOptions(dir string) Options {
 	return Options{
 		Dir:                     dir,
@@ -133,6 +146,8 @@ func (o Options) validate() error {
 	switch {
 	case o.Dir == "":
 		return errors.New("no directory")
+	case o.EncryptionKey != nil && len(o.EncryptionKey) != 32:
+		return fmt.Errorf("encryption key is %d bytes, want 32", len(o.EncryptionKey))
 	case o.Self != "" && !validOrigin(o.Self):
 		return fmt.Errorf("self %q: %w", o.Self, ErrBadOrigin)
 	case o.MemTableSize < 1<<20:
@@ -170,7 +185,7 @@ func (o Options) badgerOptions(syncFailed *atomic.Bool) badger.Options {
 		WithNumLevelZeroTables(o.NumLevelZeroTables).
 		WithNumLevelZeroTablesStall(o.NumLevelZeroTablesStall).
 		WithBaseTableSize(o.BaseTableSize).
-		WithBlockCacheSize(o.BlockCacheSize).
+		WithBlockCacheSize(o.blockCacheSize()).
 		WithIndexCacheSize(o.IndexCacheSize).
 		WithValueThreshold(o.ValueThreshold).
 		WithValueLogFileSize(o.ValueLogFileSize).
@@ -188,7 +203,19 @@ func (o Options) badgerOptions(syncFailed *atomic.Bool) badger.Options {
 		// the entire store at every startup.
 		WithChecksumVerificationMode(options.OnBlockRead).
 		WithMetricsEnabled(false).
-		WithNumGoroutines(2)
+		WithNumGoroutines(2).
+		WithEncryptionKey(o.EncryptionKey).
+		// badger makes a new data key (wrapped by EncryptionKey in its key
+		// registry) every rotation period, bounding how much is encrypted
+		// under one key.
+		WithEncryptionKeyRotationDuration(7 * 24 * time.Hour)
+}
+
+func (o Options) blockCacheSize() int64 {
+	if o.EncryptionKey != nil {
+		return max(o.BlockCacheSize, EncryptedBlockCacheSize)
+	}
+	return o.BlockCacheSize
 }
 
 // slogBadger routes badger's logging to slog at Warn and above.

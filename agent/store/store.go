@@ -79,6 +79,9 @@ func Open(opts Options) (*Store, error) {
 		creates:    map[string][]uint64{},
 	}
 	db, err := badger.Open(opts.badgerOptions(&s.syncFailed))
+	if errors.Is(err, badger.ErrEncryptionKeyMismatch) {
+		return nil, fmt.Errorf("open store %s: %w", opts.Dir, ErrKeyMismatch)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("open store %s: %w", opts.Dir, err)
 	}

@@ -94,7 +94,7 @@ func run(ctx context.Context, o options) error {
 	if err != nil {
 		return err
 	}
-	dev, err := identity.LoadDevice(sender.Data)
+	dev, err := harness.LoadDevice(sender.Data)
 	if err != nil {
 		return err
 	}

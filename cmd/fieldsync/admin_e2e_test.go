@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/fieldsync/fieldsync/agent/api"
-	"github.com/fieldsync/fieldsync/agent/identity"
 	"github.com/fieldsync/fieldsync/agent/wire"
 	"github.com/fieldsync/fieldsync/cmd/internal/harness"
 	"github.com/fieldsync/fieldsync/crdt"
@@ -207,7 +206,7 @@ func TestE2ESettlingOpFromAFieldDeviceIsRefused(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mdev, err := identity.LoadDevice(mallory.Data)
+	mdev, err := harness.LoadDevice(mallory.Data)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -39,6 +39,7 @@ type daemonFlags struct {
 	join      stringList
 	hubs      stringList
 	config    string
+	passFile  string
 }
 
 // fileConfig is the optional configuration file (JSON), read from --config
@@ -110,6 +111,7 @@ func (d *daemonFlags) register(fs *flag.FlagSet, defaultMDNS bool) {
 	fs.DurationVar(&d.cfg.GossipKeyOverlap, "gossip-key-overlap", d.cfg.GossipKeyOverlap, "after a revocation, how long the old gossip key is still accepted")
 	fs.StringVar(&d.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&d.logFormat, "log-format", "text", "text or json")
+	fs.StringVar(&d.passFile, "passphrase-file", "", "file holding the device's passphrase (default: $FIELDSYNC_PASSPHRASE, else asked on the terminal)")
 	fs.StringVar(&d.cfg.APITokenFile, "api-token-file", "", "file holding a fixed API token (services, scripts); default a random token written to the user's runtime file")
 }
 
@@ -180,8 +182,11 @@ func runDaemon(ctx context.Context, name, usage string, args []string, stdout, s
 	if d.cfg.Postgres != "" && needRole != identity.RoleHub {
 		return usageError{errors.New("--postgres is for `fieldsync hub`")}
 	}
+	if d.cfg.Vault, err = unlock(d.cfg.DataDir, d.passFile); err != nil {
+		return err
+	}
 	if needRole != "" {
-		dev, err := identity.LoadDevice(d.cfg.DataDir)
+		dev, err := identity.LoadDeviceSealed(d.cfg.DataDir, d.cfg.Vault)
 		if err != nil {
 			return err
 		}

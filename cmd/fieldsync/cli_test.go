@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"github.com/fieldsync/fieldsync/cmd/internal/harness"
 	"maps"
 	"net"
 	"net/http/httptest"
@@ -400,7 +401,7 @@ func TestAuthorityAndDeviceInit(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("device init: exit %d, stderr %q", code, errOut)
 	}
-	d, err := identity.LoadDevice(dataDir)
+	d, err := harness.LoadDevice(dataDir)
 	if err != nil {
 		t.Fatal(err)
 	}

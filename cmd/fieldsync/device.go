@@ -6,15 +6,21 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/fieldsync/fieldsync/agent/identity"
+	"github.com/fieldsync/fieldsync/agent/vault"
 )
 
-const deviceUsage = `fieldsync device init --authority DIR --name NAME --data DATADIR [--role field|hub|admin] [--officer NAME] [--valid-days N] [--json]
+const deviceUsage = `fieldsync device init --authority DIR --name NAME --data DATADIR [--role field|hub|admin] [--officer NAME] [--valid-days N] [--passphrase-file FILE] [--json]
 
 Cấp danh tính cho một máy / Provision a laptop (or the hub) into the deployment:
 writes its key and credential into DATADIR, which then goes to that laptop.
+The device key, the deployment secret and the store are encrypted under a
+passphrase set here (at least 8 characters; from --passphrase-file, else
+$FIELDSYNC_PASSPHRASE, else asked twice on the terminal).
 Run it on the administrator's machine, where the authority directory is.
 `
 
@@ -56,6 +62,7 @@ func runDeviceInit(_ context.Context, args []string, stdout, _ io.Writer) error 
 	roleName := fs.String("role", "field", "field, hub or admin (vai trò)")
 	officer := fs.String("officer", "", "the officer the device is issued to, shown beside each change it makes (cán bộ sử dụng)")
 	validDays := fs.Int("valid-days", 365, "days the credential stays valid (số ngày hiệu lực)")
+	passFile := passphraseFlag(fs, "file holding the new device's passphrase (default: $FIELDSYNC_PASSPHRASE, else asked on the terminal) (tệp mật khẩu)")
 	asJSON := fs.Bool("json", false, "print the result as JSON")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -82,7 +89,11 @@ func runDeviceInit(_ context.Context, args []string, stdout, _ io.Writer) error 
 		return err
 	}
 	validity := time.Duration(*validDays) * 24 * time.Hour
-	d, err := identity.InitDeviceFor(a, *dataDir, *name, *officer, role, time.Now(), validity, rand.Reader)
+	key, err := newVault(*dataDir, *passFile)
+	if err != nil {
+		return err
+	}
+	d, err := identity.InitDeviceSealed(key, a, *dataDir, *name, *officer, role, time.Now(), validity, rand.Reader)
 	if err != nil {
 		return err
 	}
@@ -123,4 +134,26 @@ Chép thư mục này sang máy đó rồi chạy / Copy this directory to that 
 `, info.DataDir, clean(info.Name), info.DeviceID, info.Role, info.Deployment,
 		info.Expires.Format("2006-01-02 15:04 UTC"), daemon, info.DataDir)
 	return err
+}
+
+// newVault creates the vault of a device about to be provisioned in
+// dataDir. A vault left by an init that failed before the device key was
+// written protects nothing yet and is replaced.
+func newVault(dataDir, passFile string) (*vault.Key, error) {
+	if _, err := os.Stat(filepath.Join(dataDir, identity.DeviceKeyFile)); err == nil {
+		return nil, fmt.Errorf("%s already holds a device (%s): this laptop is already provisioned (%w)", dataDir, identity.DeviceKeyFile, identity.ErrExists)
+	}
+	p, err := newPassphrase(passFile)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(dataDir, 0o700); err != nil {
+		return nil, err
+	}
+	if vault.Exists(dataDir) {
+		if err := os.Remove(filepath.Join(dataDir, vault.FileName)); err != nil {
+			return nil, err
+		}
+	}
+	return vault.Create(dataDir, p, vault.ParamsFromEnv())
 }

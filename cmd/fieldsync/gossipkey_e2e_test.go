@@ -63,7 +63,7 @@ func TestE2EGossipKeyChangesAfterRevocation(t *testing.T) {
 	first := put(t, a, dossier(0, "Pả Vi"))
 	converge(t, []string{first}, a, b, lost)
 
-	lostDev, err := identity.LoadDevice(lost.Data)
+	lostDev, err := harness.LoadDevice(lost.Data)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -96,7 +96,7 @@ func TestE2EGossipKeyChangesAfterRevocation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	bDev, err := identity.LoadDevice(b.Data)
+	bDev, err := harness.LoadDevice(b.Data)
 	if err != nil {
 		t.Fatal(err)
 	}

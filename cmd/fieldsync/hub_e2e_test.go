@@ -195,11 +195,11 @@ func TestE2EHubRefusesForgedAndAlteredOps(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mdev, err := identity.LoadDevice(mallory.Data)
+	mdev, err := harness.LoadDevice(mallory.Data)
 	if err != nil {
 		t.Fatal(err)
 	}
-	adev, err := identity.LoadDevice(a.Data)
+	adev, err := harness.LoadDevice(a.Data)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -341,7 +341,7 @@ func TestE2EUplinkCutMidTransferResumes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dev, err := identity.LoadDevice(a.Data)
+	dev, err := harness.LoadDevice(a.Data)
 	if err != nil {
 		t.Fatal(err)
 	}

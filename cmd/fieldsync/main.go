@@ -127,6 +127,9 @@ func exitCode(name string, err error, stderr io.Writer) int {
 	case errors.As(err, new(usageError)):
 		fmt.Fprintf(stderr, "fieldsync: %v\n(xem hướng dẫn / see usage: fieldsync %s --help)\n", err, name)
 		return exitUsage
+	case errors.As(err, new(lockedError)):
+		fmt.Fprintf(stderr, "fieldsync: %v\n%s\n", err, lockedHint)
+		return exitLocked
 	case errors.Is(err, api.ErrUnauthorized):
 		fmt.Fprintf(stderr, "fieldsync: %v\n%s\n", err, tokenHint)
 		return exitToken

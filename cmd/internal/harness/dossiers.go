@@ -70,12 +70,17 @@ func SignedDossiers(dev *identity.Device, n int, seed uint64) ([]crdt.Signed, in
 // per second. It is how benchmarks and tests give an agent a large log
 // quickly.
 func Preload(a *Agent, ops []crdt.Signed) (float64, error) {
-	dev, err := identity.LoadDevice(a.Data)
+	key, err := Unlock(a.Data)
+	if err != nil {
+		return 0, err
+	}
+	dev, err := identity.LoadDeviceSealed(a.Data, key)
 	if err != nil {
 		return 0, err
 	}
 	opts := store.DefaultOptions(filepath.Join(a.Data, "store"))
 	opts.Self = dev.ID()
+	opts.EncryptionKey = key.StoreKey()
 	st, err := store.Open(opts)
 	if err != nil {
 		return 0, err

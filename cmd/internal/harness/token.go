@@ -1,6 +1,9 @@
 package harness
 
 import (
+	"testing"
+
+	"github.com/fieldsync/fieldsync/agent/vault"
 	"os"
 	"path/filepath"
 	"strings"
@@ -14,17 +17,25 @@ import (
 func (c *Cluster) RuntimeDir() string { return filepath.Join(c.Dir, "run") }
 
 // procEnv is the environment of every process the cluster starts: this
-// process's, with FIELDSYNC_RUNTIME_DIR set to RuntimeDir and no API token of
-// the caller's.
+// process's, with FIELDSYNC_RUNTIME_DIR set to RuntimeDir, no API token of
+// the caller's, and the cluster's passphrase in FIELDSYNC_PASSPHRASE, so that
+// every agent and command runs unattended.
 func (c *Cluster) procEnv() []string {
 	var env []string
 	for _, kv := range os.Environ() {
-		if strings.HasPrefix(kv, api.EnvRuntimeDir+"=") || strings.HasPrefix(kv, api.EnvToken+"=") {
+		if strings.HasPrefix(kv, api.EnvRuntimeDir+"=") || strings.HasPrefix(kv, api.EnvToken+"=") ||
+			strings.HasPrefix(kv, EnvPassphrase+"=") || strings.HasPrefix(kv, vault.KDFEnv+"=") {
 			continue
 		}
 		env = append(env, kv)
 	}
-	return append(env, api.EnvRuntimeDir+"="+c.RuntimeDir())
+	env = append(env, api.EnvRuntimeDir+"="+c.RuntimeDir(), EnvPassphrase+"="+Passphrase())
+	if testing.Testing() {
+		// Tests start hundreds of agents: a deliberately cheap key
+		// derivation (the agents warn about it). The demo keeps the real one.
+		env = append(env, vault.KDFEnv+"=test")
+	}
+	return env
 }
 
 // NewClient returns an API client for addr that carries the token of the
