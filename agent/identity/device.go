@@ -324,3 +324,30 @@ func (d Device) String() string {
 // Format prints [Device.String] for every verb, so that no format string,
 // %#v included, can print the private key or the deployment secret.
 func (d Device) Format(f fmt.State, _ rune) { _, _ = io.WriteString(f, d.String()) }
+
+// SaveSecrets writes the device key and the deployment file of d into dir,
+// sealed by s (nil: plain). It is how `fieldsync device encrypt` rewrites
+// the secrets of a directory from before encryption at rest.
+func (d *Device) SaveSecrets(dir string, s Sealer) error {
+	if len(d.Private) != ed25519.PrivateKeySize {
+		return errors.New("save device secrets: no private key")
+	}
+	depBytes, err := encMode.Marshal(deploymentFile{AuthorityPublic: d.AuthorityPublic, Secret: d.DeploymentSecret})
+	if err != nil {
+		return err
+	}
+	keyBytes, err := encMode.Marshal(deviceKeyFile{Seed: d.Private.Seed()})
+	if err != nil {
+		return err
+	}
+	if depBytes, err = sealSecret(s, DeploymentFile, depBytes); err != nil {
+		return err
+	}
+	if keyBytes, err = sealSecret(s, DeviceKeyFile, keyBytes); err != nil {
+		return err
+	}
+	if err := replaceFile(dir, DeploymentFile, depBytes, privateMode); err != nil {
+		return err
+	}
+	return replaceFile(dir, DeviceKeyFile, keyBytes, privateMode)
+}

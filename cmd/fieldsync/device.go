@@ -33,13 +33,17 @@ func runDevice(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	switch sub {
 	case "init":
 		return runDeviceInit(ctx, rest, stdout, stderr)
+	case "passphrase":
+		return runDevicePassphrase(ctx, rest, stdout, stderr)
+	case "encrypt":
+		return runDeviceEncrypt(ctx, rest, stdout, stderr)
 	case "-h", "-help", "--help", "help":
-		fmt.Fprint(stdout, deviceUsage)
+		fmt.Fprint(stdout, deviceUsage+"\n"+devicePassphraseUsage+"\n"+deviceEncryptUsage)
 		return nil
 	case "":
-		return usageError{errors.New("device needs a sub-command: init")}
+		return usageError{errors.New("device needs a sub-command: init, passphrase or encrypt")}
 	}
-	return usageError{fmt.Errorf("unknown device sub-command %q: want init", sub)}
+	return usageError{fmt.Errorf("unknown device sub-command %q: want init, passphrase or encrypt", sub)}
 }
 
 // deviceInfo is what `device init --json` prints.

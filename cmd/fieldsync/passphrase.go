@@ -115,6 +115,11 @@ func newPassphrase(file string) ([]byte, error) {
 // (a plain device key, no vault) is refused with the command that converts
 // it; nothing on disk changes in any case.
 func unlock(dataDir, file string) (*vault.Key, error) {
+	// A `device encrypt` killed past its commit point is finished here, so
+	// the agent never starts on half-moved files.
+	if _, err := finishEncrypt(dataDir); err != nil {
+		return nil, fmt.Errorf("finish the interrupted encryption of %s: %w", dataDir, err)
+	}
 	if !vault.Exists(dataDir) {
 		if _, err := os.Stat(filepath.Join(dataDir, identity.DeviceKeyFile)); err == nil {
 			return nil, lockedError{fmt.Errorf("%s is not encrypted yet (thư mục dữ liệu chưa được mã hóa): convert it once with `fieldsync device encrypt --data %s`", dataDir, dataDir)}

@@ -1,0 +1,87 @@
+package store
+
+import (
+	"github.com/dgraph-io/badger/v4"
+
+	"errors"
+	"fmt"
+	"io"
+	"sync/atomic"
+)
+
+// Copy copies every key of the store at src into a new store at dst, each
+// opened with its own options (so a plain store can be rewritten
+// encrypted). It streams through a pipe: nothing is staged on disk in
+// clear. dst must not hold a store yet. Neither store may be open
+// elsewhere. src is opened read-only and never changed, so a copy cut short
+// leaves it as it was (opening it for writing makes badger create a new
+// value-log file, which a kill at that moment leaves unopenable).
+func Copy(src, dst Options) (keys uint64, err error) {
+	if err := src.validate(); err != nil {
+		return 0, fmt.Errorf("copy store: source: %w", err)
+	}
+	if err := dst.validate(); err != nil {
+		return 0, fmt.Errorf("copy store: destination: %w", err)
+	}
+	var srcFailed, dstFailed atomic.Bool
+	in, err := openBadger(src.badgerOptions(&srcFailed).WithReadOnly(true))
+	if err != nil {
+		return 0, fmt.Errorf("copy store: open %s: %w", src.Dir, err)
+	}
+	defer in.Close()
+	out, err := openBadger(dst.badgerOptions(&dstFailed))
+	if err != nil {
+		return 0, fmt.Errorf("copy store: open %s: %w", dst.Dir, err)
+	}
+	pr, pw := io.Pipe()
+	done := make(chan error, 1)
+	go func() {
+		_, err := in.Backup(pw, 0)
+		pw.CloseWithError(err)
+		done <- err
+	}()
+	loadErr := out.Load(pr, 64)
+	_ = pr.CloseWithError(errors.New("load ended"))
+	backupErr := <-done
+	closeErr := out.Close()
+	if err := errors.Join(backupErr, loadErr, closeErr); err != nil {
+		return 0, fmt.Errorf("copy store %s to %s: %w", src.Dir, dst.Dir, err)
+	}
+	if dstFailed.Load() {
+		return 0, fmt.Errorf("copy store to %s: a write did not reach the disk", dst.Dir)
+	}
+	return countKeys(dst)
+}
+
+// countKeys counts the keys of a closed store.
+func countKeys(o Options) (uint64, error) {
+	var failed atomic.Bool
+	db, err := openBadger(o.badgerOptions(&failed).WithReadOnly(true))
+	if err != nil {
+		return 0, err
+	}
+	defer db.Close()
+	var n uint64
+	txn := db.NewTransaction(false)
+	defer txn.Discard()
+	it := txn.NewIterator(iterOptionsKeysOnly())
+	defer it.Close()
+	for it.Rewind(); it.Valid(); it.Next() {
+		n++
+	}
+	return n, nil
+}
+
+func iterOptionsKeysOnly() badger.IteratorOptions {
+	o := badger.DefaultIteratorOptions
+	o.PrefetchValues = false
+	return o
+}
+
+func openBadger(o badger.Options) (*badger.DB, error) {
+	db, err := badger.Open(o)
+	if errors.Is(err, badger.ErrEncryptionKeyMismatch) {
+		return nil, ErrKeyMismatch
+	}
+	return db, err
+}
