@@ -202,6 +202,9 @@ func New(cfg Config) (_ *Agent, err error) {
 		return nil, err
 	}
 	ac.Token = token
+	if ac.AdminToken, err = a.adminToken(); err != nil {
+		return nil, err
+	}
 	if a.api, err = api.NewServer(ac, backend{a}); err != nil {
 		return nil, err
 	}

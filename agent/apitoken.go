@@ -1,8 +1,10 @@
 package agent
 
 import (
+	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 
 	"github.com/fieldsync/fieldsync/agent/api"
 )
@@ -44,4 +46,33 @@ func (a *Agent) removeRuntime() {
 	if a.runtimePath != "" {
 		os.Remove(a.runtimePath)
 	}
+}
+
+// AdminTokenFile is where a hub keeps its admin token when no
+// --admin-token-file is given: made at its first start (0600) and kept, so
+// that the IT officer can read it once and hand it to the admins who settle.
+const AdminTokenFile = "admin-token"
+
+// adminToken returns a hub's admin token (Config.AdminTokenFile, else
+// DATADIR/admin-token, made if missing). Other devices have none: their
+// one token allows everything their role allows.
+func (a *Agent) adminToken() (string, error) {
+	if !a.isHub {
+		return "", nil
+	}
+	path := a.cfg.AdminTokenFile
+	if path == "" {
+		path = filepath.Join(a.cfg.DataDir, AdminTokenFile)
+		if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+			if err := os.WriteFile(path, []byte(api.NewToken()+"\n"), 0o600); err != nil {
+				return "", fmt.Errorf("admin token: %w", err)
+			}
+			a.log.Info("made the hub's admin token; admins pass it with --admin-token or FIELDSYNC_ADMIN_TOKEN", "file", path)
+		}
+	}
+	t, err := api.ReadTokenFile(path)
+	if err != nil {
+		return "", fmt.Errorf("admin token: %w", err)
+	}
+	return t, nil
 }

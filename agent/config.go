@@ -69,6 +69,9 @@ type Config struct {
 	// list keep meeting the team. It is also how long a revoked laptop can
 	// still read gossip hints; sync itself refuses it at once.
 	GossipKeyOverlap time.Duration
+	// AdminTokenFile, on a hub, holds the admin token that settling needs
+	// (default DATADIR/admin-token, made at the first start).
+	AdminTokenFile string
 	// APITokenFile, if set, holds the API's bearer token (services and
 	// scripts); otherwise a random token is made at each start.
 	APITokenFile string

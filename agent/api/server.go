@@ -60,6 +60,9 @@ type Config struct {
 	// Token, if set, is the bearer token every request but GET /healthz
 	// (and the static page) must carry; see auth.go.
 	Token string
+	// AdminToken, if set (a hub), is the only token that may make admin
+	// actions (resolve, merge, distinct); it may also make every other call.
+	AdminToken string
 }
 
 // DefaultConfig returns the configuration of a stock agent.

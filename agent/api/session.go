@@ -37,13 +37,20 @@ const (
 type webSession struct {
 	csrf    string
 	expires time.Time
+	admin   bool // opened with a login token the admin token asked for
+}
+
+// login is a one-time login token not yet spent.
+type login struct {
+	expires time.Time
+	admin   bool
 }
 
 // sessions are the one-time login tokens and web sessions of one server,
 // in memory only: an agent restart logs every page out.
 type sessions struct {
 	mu       sync.Mutex
-	logins   map[string]time.Time // one-time token -> expiry
+	logins   map[string]login // one-time token -> expiry and rights
 	sessions map[string]webSession
 }
 
@@ -56,19 +63,19 @@ func NewToken() string {
 }
 
 // newLogin makes a one-time login token valid until now+LoginTTL.
-func (ss *sessions) newLogin(now time.Time) (string, time.Time) {
+func (ss *sessions) newLogin(now time.Time, admin bool) (string, time.Time) {
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
 	if ss.logins == nil {
-		ss.logins = map[string]time.Time{}
+		ss.logins = map[string]login{}
 	}
-	for t, exp := range ss.logins {
-		if !now.Before(exp) {
+	for t, l := range ss.logins {
+		if !now.Before(l.expires) {
 			delete(ss.logins, t)
 		}
 	}
 	t, exp := NewToken(), now.Add(LoginTTL)
-	ss.logins[t] = exp
+	ss.logins[t] = login{expires: exp, admin: admin}
 	return t, exp
 }
 
@@ -77,12 +84,12 @@ func (ss *sessions) newLogin(now time.Time) (string, time.Time) {
 func (ss *sessions) redeem(token string, now time.Time) (id string, s webSession, ok bool) {
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
-	exp, found := ss.logins[token]
+	l, found := ss.logins[token]
 	if !found {
 		return "", webSession{}, false
 	}
 	delete(ss.logins, token)
-	if !now.Before(exp) {
+	if !now.Before(l.expires) {
 		return "", webSession{}, false
 	}
 	if ss.sessions == nil {
@@ -98,7 +105,7 @@ func (ss *sessions) redeem(token string, now time.Time) (id string, s webSession
 		delete(ss.sessions, oldest)
 	}
 	id = NewToken()
-	s = webSession{csrf: NewToken(), expires: now.Add(SessionTTL)}
+	s = webSession{csrf: NewToken(), expires: now.Add(SessionTTL), admin: l.admin}
 	ss.sessions[id] = s
 	return id, s, true
 }
@@ -128,21 +135,21 @@ func cookieNames(addr string) (session, csrf string) {
 
 // sessionAuth reports whether r carries a live session cookie, and for a
 // write whether it also carries the session's CSRF value.
-func (s *Server) sessionAuth(r *http.Request) (authed bool, csrfOK bool) {
+func (s *Server) sessionAuth(r *http.Request) (authed, csrfOK, admin bool) {
 	name, _ := cookieNames(s.cookieAddr(r))
 	c, err := r.Cookie(name)
 	if err != nil || c.Value == "" {
-		return false, false
+		return false, false, false
 	}
 	ws, ok := s.web.lookup(c.Value, s.cfg.Now())
 	if !ok {
-		return false, false
+		return false, false, false
 	}
 	if r.Method == http.MethodGet || r.Method == http.MethodHead {
-		return true, true
+		return true, true, ws.admin
 	}
 	got := r.Header.Get(CSRFHeader)
-	return true, got != "" && subtle.ConstantTimeCompare([]byte(got), []byte(ws.csrf)) == 1
+	return true, got != "" && subtle.ConstantTimeCompare([]byte(got), []byte(ws.csrf)) == 1, ws.admin
 }
 
 // cookieAddr is the address the cookies are named after: the Host the
@@ -163,7 +170,7 @@ type LoginToken struct {
 
 // loginToken makes a one-time login link (bearer token required).
 func (s *Server) loginToken(w http.ResponseWriter, r *http.Request) {
-	t, exp := s.web.newLogin(s.cfg.Now())
+	t, exp := s.web.newLogin(s.cfg.Now(), s.hasAdminToken(r))
 	s.reply(w, r, http.StatusCreated, LoginToken{URL: "http://" + s.cookieAddr(r) + "/login?t=" + t, Expires: exp.UTC()})
 }
 

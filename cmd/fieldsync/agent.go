@@ -112,6 +112,7 @@ func (d *daemonFlags) register(fs *flag.FlagSet, defaultMDNS bool) {
 	fs.StringVar(&d.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&d.logFormat, "log-format", "text", "text or json")
 	fs.StringVar(&d.passFile, "passphrase-file", "", "file holding the device's passphrase (default: $FIELDSYNC_PASSPHRASE, else asked on the terminal)")
+	fs.StringVar(&d.cfg.AdminTokenFile, "admin-token-file", "", "hub only: file holding the admin token that settling conflicts and duplicates needs (default DATADIR/admin-token, made at the first start)")
 	fs.StringVar(&d.cfg.APITokenFile, "api-token-file", "", "file holding a fixed API token (services, scripts); default a random token written to the user's runtime file")
 }
 
