@@ -11,6 +11,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 )
 
@@ -40,6 +41,9 @@ type Authority struct {
 	// Secret is the 32-byte deployment secret, from which the gossip key
 	// is derived.
 	Secret []byte
+	// sealer seals the authority's secret files (authority.key, the
+	// gossip keys); nil for a plain authority directory.
+	sealer Sealer
 }
 
 // authorityFile is the CBOR content of authority.key.
@@ -55,6 +59,12 @@ type authorityFile struct {
 // cut off every device of the deployment. random supplies the key seed and
 // the secret; nil means crypto/rand.
 func InitAuthority(dir string, random io.Reader) (*Authority, error) {
+	return InitAuthoritySealed(dir, random, nil)
+}
+
+// InitAuthoritySealed is InitAuthority with authority.key sealed by s
+// (nil: plain, for tests of this package).
+func InitAuthoritySealed(dir string, random io.Reader, s Sealer) (*Authority, error) {
 	if dir == "" {
 		return nil, errors.New("init authority: no directory given")
 	}
@@ -79,6 +89,9 @@ func InitAuthority(dir string, random io.Reader) (*Authority, error) {
 	if err != nil {
 		return nil, fmt.Errorf("init authority: encode key: %w", err)
 	}
+	if data, err = sealSecret(s, AuthorityKeyFile, data); err != nil {
+		return nil, fmt.Errorf("init authority: %w", err)
+	}
 	// The private key first, exclusively: if it already exists nothing,
 	// not even authority.pub, is touched.
 	if err := createFile(dir, AuthorityKeyFile, data, privateMode); err != nil {
@@ -92,7 +105,7 @@ func InitAuthority(dir string, random io.Reader) (*Authority, error) {
 	if err := replaceFile(dir, AuthorityPubFile, []byte(hex.EncodeToString(pub)+"\n"), publicMode); err != nil {
 		return nil, fmt.Errorf("init authority: %w", err)
 	}
-	return &Authority{Private: priv, Public: pub, Secret: secret}, nil
+	return &Authority{Private: priv, Public: pub, Secret: secret, sealer: s}, nil
 }
 
 func authorityExists(dir string) error {
@@ -107,7 +120,10 @@ func authorityExists(dir string) error {
 // missing key returns an error wrapping [ErrNotFound] that says how to create
 // one; a damaged key file, or an authority.pub that does not match it,
 // returns an error wrapping [ErrMalformed].
-func LoadAuthority(dir string) (*Authority, error) {
+func LoadAuthority(dir string) (*Authority, error) { return LoadAuthoritySealed(dir, nil) }
+
+// LoadAuthoritySealed is LoadAuthority for an authority.key sealed by s.
+func LoadAuthoritySealed(dir string, s Sealer) (*Authority, error) {
 	path := filepath.Join(dir, AuthorityKeyFile)
 	data, err := readFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -118,6 +134,9 @@ func LoadAuthority(dir string) (*Authority, error) {
 		}
 	}
 	if err != nil {
+		return nil, fmt.Errorf("load authority: %w", err)
+	}
+	if data, err = openSecret(s, path, data); err != nil {
 		return nil, fmt.Errorf("load authority: %w", err)
 	}
 	var f authorityFile
@@ -144,7 +163,7 @@ func LoadAuthority(dir string) (*Authority, error) {
 	} else if !errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("load authority: %w", err)
 	}
-	return &Authority{Private: priv, Public: pub, Secret: f.Secret}, nil
+	return &Authority{Private: priv, Public: pub, Secret: f.Secret, sealer: s}, nil
 }
 
 // Deployment returns the DeploymentID of this authority.
@@ -231,3 +250,41 @@ func (a Authority) String() string {
 // Format prints [Authority.String] for every verb, so that no format
 // string, %#v included, can print the private key or the secret.
 func (a Authority) Format(f fmt.State, _ rune) { _, _ = io.WriteString(f, a.String()) }
+
+// SealAuthorityFiles seals, in place, every secret file of the authority
+// directory dir that is still plain (authority.key and the gossip keys), for
+// `fieldsync authority encrypt`. Each file is replaced atomically and files
+// already sealed are left alone, so a run cut short is finished by running
+// it again. It returns how many files it sealed.
+func SealAuthorityFiles(dir string, s Sealer) (int, error) {
+	if s == nil {
+		return 0, errors.New("seal authority files: no key")
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, e := range entries {
+		name := e.Name()
+		if e.IsDir() || (name != AuthorityKeyFile && !(strings.HasPrefix(name, gossipKeyFilePrefix) && strings.HasSuffix(name, ".key"))) {
+			continue
+		}
+		b, err := readFile(filepath.Join(dir, name))
+		if err != nil {
+			return n, err
+		}
+		if bytes.HasPrefix(b, []byte(sealedMagic)) {
+			continue
+		}
+		sealed, err := s.Seal(name, b)
+		if err != nil {
+			return n, err
+		}
+		if err := replaceFile(dir, name, sealed, privateMode); err != nil {
+			return n, err
+		}
+		n++
+	}
+	return n, nil
+}

@@ -194,7 +194,11 @@ func (a *Authority) GossipSealer(dir string, random io.Reader) func([]Credential
 		if _, err := io.ReadFull(random, key); err != nil {
 			return nil, fmt.Errorf("new gossip key: %w", err)
 		}
-		if err := replaceFile(dir, gossipKeyFile(epoch), key, 0o600); err != nil {
+		sealed, err := sealSecret(a.sealer, gossipKeyFile(epoch), key)
+		if err != nil {
+			return nil, err
+		}
+		if err := replaceFile(dir, gossipKeyFile(epoch), sealed, 0o600); err != nil {
 			return nil, fmt.Errorf("keep the new gossip key: %w", err)
 		}
 		return SealGossipKey(key, epoch, a.Deployment(), remaining, random)
@@ -209,12 +213,16 @@ func (a *Authority) GrantCurrentGossipKey(dir string, c Credential) (*GossipGran
 	if err != nil || list == nil || list.Gossip == nil {
 		return nil, err
 	}
-	key, err := readFile(filepath.Join(dir, gossipKeyFile(list.Gossip.Epoch)))
+	path := filepath.Join(dir, gossipKeyFile(list.Gossip.Epoch))
+	key, err := readFile(path)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("the gossip key of revocation list %d is missing from %s (%s): revoke again to make a new one (thiếu khóa gossip)",
 			list.Number, dir, gossipKeyFile(list.Gossip.Epoch))
 	}
 	if err != nil {
+		return nil, err
+	}
+	if key, err = openSecret(a.sealer, path, key); err != nil {
 		return nil, err
 	}
 	return SealGossipKey(key, list.Gossip.Epoch, a.Deployment(), []Credential{c}, nil)

@@ -128,6 +128,15 @@ func TestE2ENothingReadableAtRest(t *testing.T) {
 			t.Errorf("%s's log holds the canary", x.Name)
 		}
 	}
+	auth, err := harness.LoadAuthority(c.Authority)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range [][]byte{auth.Private.Seed(), auth.Secret} {
+		if hits := grepTree(t, c.Authority, s); len(hits) > 0 {
+			t.Errorf("the authority key or the deployment secret in clear in %v", hits)
+		}
+	}
 	if hits := grepTree(t, c.RuntimeDir(), []byte(personalID)); len(hits) > 0 {
 		t.Errorf("runtime files hold the canary: %v", hits)
 	}
@@ -164,7 +173,7 @@ func TestE2ENothingReadableAtRest(t *testing.T) {
 // directory into one from before encryption at rest, holding n dossiers.
 func plainDataDir(t *testing.T, c *harness.Cluster, x *harness.Agent, n int) {
 	t.Helper()
-	auth, err := identity.LoadAuthority(c.Authority)
+	auth, err := harness.LoadAuthority(c.Authority)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -320,5 +329,39 @@ func TestE2EDeviceEncryptSurvivesKill9(t *testing.T) {
 	}
 	if got := len(ids(t, x)); got != n {
 		t.Fatalf("after encryption the agent lists %d dossiers, want %d", got, n)
+	}
+}
+
+// An authority directory from before encryption at rest is refused with
+// the command that encrypts it; once encrypted it provisions devices again
+// and holds no key in clear.
+func TestAuthorityEncrypt(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "authority")
+	a, err := identity.InitAuthority(dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := filepath.Join(t.TempDir(), "laptop")
+	code, _, errOut := cli(t, "device", "init", "--authority", dir, "--name", "laptop", "--data", data)
+	if code != exitLocked || !strings.Contains(errOut, "authority encrypt --dir") {
+		t.Fatalf("device init on a plain authority: exit %d, %s", code, errOut)
+	}
+	if code, out, errOut := cli(t, "authority", "encrypt", "--dir", dir); code != 0 || !strings.Contains(out, "1 files sealed") {
+		t.Fatalf("authority encrypt: exit %d, %s %s", code, out, errOut)
+	}
+	if hits := grepTree(t, dir, a.Private.Seed()); len(hits) > 0 {
+		t.Fatalf("the authority seed in clear in %v", hits)
+	}
+	if code, out, errOut := cli(t, "authority", "encrypt", "--dir", dir); code != 0 || !strings.Contains(out, "0 files sealed") {
+		t.Fatalf("authority encrypt again: exit %d, %s %s", code, out, errOut)
+	}
+	good := os.Getenv(EnvAuthorityPassphrase)
+	t.Setenv(EnvAuthorityPassphrase, "not the authority passphrase")
+	if code, _, _ := cli(t, "device", "init", "--authority", dir, "--name", "laptop", "--data", data); code != exitLocked {
+		t.Fatalf("device init with a wrong authority passphrase: exit %d", code)
+	}
+	t.Setenv(EnvAuthorityPassphrase, good)
+	if code, _, errOut := cli(t, "device", "init", "--authority", dir, "--name", "laptop", "--data", data); code != 0 {
+		t.Fatalf("device init after authority encrypt: exit %d, %s", code, errOut)
 	}
 }

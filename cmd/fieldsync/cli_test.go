@@ -20,7 +20,6 @@ import (
 	"time"
 
 	"github.com/fieldsync/fieldsync/agent/api"
-	"github.com/fieldsync/fieldsync/agent/identity"
 )
 
 // fakeBackend is an in-memory api.Backend: these tests are about the CLI
@@ -385,7 +384,7 @@ func TestAuthorityAndDeviceInit(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("authority init: exit %d, stderr %q", code, errOut)
 	}
-	a, err := identity.LoadAuthority(authDir)
+	a, err := harness.LoadAuthority(authDir)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -66,6 +66,7 @@ func runDeviceInit(_ context.Context, args []string, stdout, _ io.Writer) error 
 	roleName := fs.String("role", "field", "field, hub or admin (vai trò)")
 	officer := fs.String("officer", "", "the officer the device is issued to, shown beside each change it makes (cán bộ sử dụng)")
 	validDays := fs.Int("valid-days", 365, "days the credential stays valid (số ngày hiệu lực)")
+	authPassFile := fs.String("authority-passphrase-file", "", "file holding the authority's passphrase (default: $FIELDSYNC_AUTHORITY_PASSPHRASE, else asked on the terminal)")
 	passFile := passphraseFlag(fs, "file holding the new device's passphrase (default: $FIELDSYNC_PASSPHRASE, else asked on the terminal) (tệp mật khẩu)")
 	asJSON := fs.Bool("json", false, "print the result as JSON")
 	if err := parseFlags(fs, args); err != nil {
@@ -88,7 +89,7 @@ func runDeviceInit(_ context.Context, args []string, stdout, _ io.Writer) error 
 	if err != nil {
 		return usageError{err}
 	}
-	a, err := identity.LoadAuthority(*authDir)
+	a, err := unlockAuthority(*authDir, *authPassFile)
 	if err != nil {
 		return err
 	}

@@ -88,7 +88,7 @@ func TestE2EGossipKeyChangesAfterRevocation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	auth, err := identity.LoadAuthority(c.Authority)
+	auth, err := harness.LoadAuthority(c.Authority)
 	if err != nil {
 		t.Fatal(err)
 	}

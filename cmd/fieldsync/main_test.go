@@ -15,6 +15,9 @@ func TestMain(m *testing.M) {
 	if os.Getenv(EnvPassphrase) == "" {
 		os.Setenv(EnvPassphrase, harness.Passphrase())
 	}
+	if os.Getenv(EnvAuthorityPassphrase) == "" {
+		os.Setenv(EnvAuthorityPassphrase, harness.AuthorityPassphrase())
+	}
 	os.Setenv(vault.KDFEnv, "test")
 	os.Exit(m.Run())
 }

@@ -139,3 +139,51 @@ func unlock(dataDir, file string) (*vault.Key, error) {
 	}
 	return k, nil
 }
+
+// EnvAuthorityPassphrase carries the authority directory's passphrase,
+// which is not a device's: `device init` needs both.
+const EnvAuthorityPassphrase = "FIELDSYNC_AUTHORITY_PASSPHRASE"
+
+// authorityPassphrase is passphrase for the authority directory.
+func authorityPassphrase(file string, confirm bool) ([]byte, error) {
+	if file == "" {
+		if p := os.Getenv(EnvAuthorityPassphrase); p != "" {
+			return []byte(p), nil
+		}
+	}
+	prompt := "Mật khẩu khóa gốc / Authority passphrase: "
+	if file != "" {
+		return passphrase(file, prompt, confirm)
+	}
+	// Not FIELDSYNC_PASSPHRASE: that one is the device's.
+	saved, had := os.LookupEnv(EnvPassphrase)
+	os.Unsetenv(EnvPassphrase)
+	defer func() {
+		if had {
+			os.Setenv(EnvPassphrase, saved)
+		}
+	}()
+	return passphrase("", prompt, confirm)
+}
+
+// unlockAuthority loads the authority of dir, opening its vault.
+func unlockAuthority(dir, file string) (*identity.Authority, error) {
+	if !vault.Exists(dir) {
+		if _, err := os.Stat(filepath.Join(dir, identity.AuthorityKeyFile)); err == nil {
+			return nil, lockedError{fmt.Errorf("the authority key in %s is not encrypted yet (khóa gốc chưa được mã hóa): encrypt it once with `fieldsync authority encrypt --dir %s`", dir, dir)}
+		}
+		return identity.LoadAuthority(dir) // says how to create one
+	}
+	p, err := authorityPassphrase(file, false)
+	if err != nil {
+		return nil, err
+	}
+	k, err := vault.Open(dir, p)
+	if errors.Is(err, vault.ErrWrongPassphrase) || errors.Is(err, vault.ErrNoPassphrase) {
+		return nil, lockedError{err}
+	}
+	if err != nil {
+		return nil, err
+	}
+	return identity.LoadAuthoritySealed(dir, k)
+}

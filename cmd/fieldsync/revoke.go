@@ -53,6 +53,7 @@ func runAuthorityRevoke(_ context.Context, args []string, stdout, stderr io.Writ
 	device := fs.String("device", "", "name or device id of the device to revoke (required) (tên hoặc mã máy cần thu hồi)")
 	reason := fs.String("reason", "", "why, e.g. \"lost on the ferry 2026-12-06\" (lý do)")
 	out := fs.String("out", "", "file to write the revocation list to (required) (tệp danh sách thu hồi)")
+	authPassFile := fs.String("authority-passphrase-file", "", "file holding the authority's passphrase (default: $FIELDSYNC_AUTHORITY_PASSPHRASE, else asked on the terminal)")
 	asJSON := fs.Bool("json", false, "print the result as JSON")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -68,7 +69,7 @@ func runAuthorityRevoke(_ context.Context, args []string, stdout, stderr io.Writ
 	case *out == "":
 		return usageError{errors.New("--out FILE is required (cần tệp đầu ra)")}
 	}
-	a, err := identity.LoadAuthority(*authDir)
+	a, err := unlockAuthority(*authDir, *authPassFile)
 	if err != nil {
 		return err
 	}

@@ -24,12 +24,13 @@ func (c *Cluster) procEnv() []string {
 	var env []string
 	for _, kv := range os.Environ() {
 		if strings.HasPrefix(kv, api.EnvRuntimeDir+"=") || strings.HasPrefix(kv, api.EnvToken+"=") ||
-			strings.HasPrefix(kv, EnvPassphrase+"=") || strings.HasPrefix(kv, vault.KDFEnv+"=") {
+			strings.HasPrefix(kv, EnvPassphrase+"=") || strings.HasPrefix(kv, EnvAuthorityPassphrase+"=") ||
+			strings.HasPrefix(kv, vault.KDFEnv+"=") {
 			continue
 		}
 		env = append(env, kv)
 	}
-	env = append(env, api.EnvRuntimeDir+"="+c.RuntimeDir(), EnvPassphrase+"="+Passphrase())
+	env = append(env, api.EnvRuntimeDir+"="+c.RuntimeDir(), EnvPassphrase+"="+Passphrase(), EnvAuthorityPassphrase+"="+AuthorityPassphrase())
 	if testing.Testing() {
 		// Tests start hundreds of agents: a deliberately cheap key
 		// derivation (the agents warn about it). The demo keeps the real one.

@@ -23,6 +23,28 @@ func Passphrase() string {
 	return defaultPassphrase
 }
 
+// EnvAuthorityPassphrase is the variable the authority's passphrase is read
+// from.
+const EnvAuthorityPassphrase = "FIELDSYNC_AUTHORITY_PASSPHRASE"
+
+// AuthorityPassphrase is the passphrase of a cluster's authority directory:
+// $FIELDSYNC_AUTHORITY_PASSPHRASE when set, else a fixed one.
+func AuthorityPassphrase() string {
+	if p := os.Getenv(EnvAuthorityPassphrase); p != "" {
+		return p
+	}
+	return "harness authority passphrase, not a secret"
+}
+
+// LoadAuthority loads a cluster's authority.
+func LoadAuthority(dir string) (*identity.Authority, error) {
+	k, err := vault.Open(dir, []byte(AuthorityPassphrase()))
+	if err != nil {
+		return nil, err
+	}
+	return identity.LoadAuthoritySealed(dir, k)
+}
+
 // Unlock opens the vault of a data directory the harness provisioned.
 func Unlock(dataDir string) (*vault.Key, error) {
 	return vault.Open(dataDir, []byte(Passphrase()))
