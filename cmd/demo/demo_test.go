@@ -122,7 +122,7 @@ func TestDemoRunsEveryStep(t *testing.T) {
 	took := time.Since(began)
 	text := out.String()
 	for _, want := range []string{
-		"▶ Bước 1 / Step 1:", "▶ Bước 11 / Step 11:",
+		"▶ Bước 1 / Step 1:", "▶ Bước 12 / Step 12:",
 		"$ fieldsync authority init --dir $DEMO/authority",
 		"--no-mdns", "--join",
 		"laptop-a: 60 hồ sơ",                    // step 4: 3 × 20 converged
@@ -148,7 +148,15 @@ func TestDemoRunsEveryStep(t *testing.T) {
 		"Đã ghi nhận hai người khác nhau / Marked as two different people",
 		"Có thể trùng / Possible duplicates: 0",
 		"admin-huyen giải quyết 1/1 xung đột, gộp 1 cặp hồ sơ trùng, tách 1 cặp là hai người",
-		// Step 10: the island trip.
+		// Step 10: a laptop is lost, revoked, and refused by the team.
+		`$ fieldsync authority revoke --authority $DEMO/authority --device laptop-c --reason "rơi mất khi đi thăm nhà / lost on a home visit" --out $DEMO/thu-hoi-1.cbor`,
+		"Đã thu hồi / Revoked: laptop-c (",
+		"$ fieldsync revoke --api 127.0.0.1:",
+		"Đã áp dụng danh sách thu hồi số 1 / Revocation list 1 is in force",
+		`"number": 1,`, `"name": "laptop-c",`, `"quarantined": 0`,
+		"laptop-c không còn kết nối với máy nào",
+		"laptop-c bị thu hồi: 4 máy của huyện từ chối nó",
+		// Step 11: the island trip.
 		"--name hub-khanh-hoa --data $DEMO/khanh-hoa/hub-khanh-hoa --role hub",
 		"$ fieldsync hub --data $DEMO/khanh-hoa/hub-khanh-hoa",
 		"--hub 127.0.0.1:",

@@ -18,7 +18,7 @@ import (
 	"github.com/fieldsync/fieldsync/cmd/internal/harness"
 )
 
-// The island trip (step 10): Vạn Thạnh commune in Khánh Hòa, where four of
+// The island trip (step 11): Vạn Thạnh commune in Khánh Hòa, where four of
 // six villages are on islands and the one Internet link is at the
 // border-guard post on the mainland. The province has a deployment of its
 // own and a hub; two island laptops merge over Wi-Fi, one takes the boat to
@@ -77,7 +77,7 @@ func (is *island) close() {
 	}
 }
 
-// islandTrip is step 10.
+// islandTrip is step 11.
 func (t *trip) islandTrip(ctx context.Context) error {
 	t.n.explain("Cùng lúc, ở xã Vạn Thạnh (huyện Vạn Ninh, Khánh Hòa): 4 trong 6 thôn nằm trên đảo, và đường Internet duy nhất là ở đồn biên phòng trên đất liền. Công an tỉnh Khánh Hòa có đợt triển khai riêng, với máy chủ trung tâm (hub) của tỉnh.",
 		"Meanwhile in Vạn Thạnh commune (Vạn Ninh district, Khánh Hòa): 4 of its 6 villages are on islands, and the one Internet link is at the border-guard post on the mainland. The Khánh Hòa provincial police have a deployment of their own, with the province's hub.")

@@ -5,7 +5,8 @@
 // and catches up, a new laptop gets dossiers relayed from one it never met,
 // and two corrections of the same field become a visible conflict, which the
 // district admin's laptop settles (a field laptop is refused) before it
-// merges one pair of duplicate dossiers and keeps another apart; then, on
+// merges one pair of duplicate dossiers and keeps another apart; a laptop is
+// lost, the admin revokes it and the rest of the team refuses it; then, on
 // Vạn Thạnh's islands, two laptops merge, one reaches the province's hub
 // (exporting into a throwaway PostgreSQL where this machine has one), and
 // the hub's receipts come back to the other. It owns

@@ -88,7 +88,11 @@ type trip struct {
 	// conflicts is how many dossiers are in conflict after step 7;
 	// settled, merged and distinct what the admin settled in steps 8-9.
 	conflicts, settled, merged, distinct int
-	// isl is the province of the island trip (step 10), once it exists.
+	// revokedBy is how many district agents refused the lost laptop in
+	// step 10, revokedAfter how long after the revoke command the last did.
+	revokedBy    int
+	revokedAfter time.Duration
+	// isl is the province of the island trip (step 11), once it exists.
 	isl *island
 }
 
@@ -175,6 +179,7 @@ func run(ctx context.Context, o options) (err error) {
 		{"Quản trị viên huyện giải quyết xung đột", "The district admin settles the conflict", t.settleConflict},
 		{"Hồ sơ trùng: một người nhập hai lần, hai người tên gần giống",
 			"Duplicates: one person captured twice, two people with near names", t.duplicates},
+		{"Mất máy: thu hồi laptop-c, cả đội từ chối nó", "A laptop is lost: laptop-c is revoked and the team refuses it", t.lostLaptopScene},
 		{"Đảo Vạn Thạnh: hồ sơ lên đến tỉnh, biên nhận quay về đảo",
 			"Vạn Thạnh's islands: dossiers reach the province, receipts come back", t.islandTrip},
 		{"Dọn dẹp", "Clean up", t.cleanUp},

@@ -267,7 +267,7 @@ func (t *trip) stop(a *harness.Agent) error {
 	return nil
 }
 
-// cleanUp is step 11.
+// cleanUp is step 12.
 func (t *trip) cleanUp(context.Context) error {
 	t.n.explain("Dừng mọi tác tử; dữ liệu đã nằm an toàn trong kho của từng máy.",
 		"Stop every agent; the data is safe in each laptop's store.")
@@ -341,6 +341,10 @@ func (t *trip) summary(times []stepTime, total time.Duration) {
 	fmt.Fprintf(t.n.w, "\n%s%d hồ sơ trên mọi máy / dossiers on every laptop (%s);\n", indent, len(t.all), strings.Join(parts, ", "))
 	fmt.Fprintf(t.n.w, "%s%s giải quyết %d/%d xung đột, gộp %d cặp hồ sơ trùng, tách %d cặp là hai người /\n%ssettled %d of %d conflict(s), merged %d duplicate pair(s), kept %d pair(s) apart as two people.\n",
 		indent, adminName, t.settled, t.conflicts, t.merged, t.distinct, indent, t.settled, t.conflicts, t.merged, t.distinct)
+	if t.revokedBy > 0 {
+		fmt.Fprintf(t.n.w, "%s%s bị thu hồi: %d máy của huyện từ chối nó sau %s, danh sách chỉ trao cho một máy /\n%s%s revoked: %d district devices refuse it after %s, the list handed to one of them.\n",
+			indent, lostLaptop, t.revokedBy, seconds(t.revokedAfter), indent, lostLaptop, t.revokedBy, seconds(t.revokedAfter))
+	}
 	if is := t.isl; is != nil {
 		whereVI, whereEN := "trong kho của máy chủ", "in the hub's store"
 		if is.pgURL != "" {

@@ -149,6 +149,7 @@ func TestEverySubcommandHasHelp(t *testing.T) {
 		{"authority", "--help"}, {"authority", "init", "--help"},
 		{"device", "--help"}, {"device", "init", "--help"},
 		{"agent", "--help"}, {"hub", "--help"},
+		{"revoke", "--help"}, {"quarantine", "--help"},
 	} {
 		code, out, errOut := cli(t, args...)
 		if code != 0 {

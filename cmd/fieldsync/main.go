@@ -68,6 +68,7 @@ func commands() []command {
 		{"open", "mở trang quản trị, đã đăng nhập / open the web page, logged in", runOpen},
 		{"history", "lịch sử một hồ sơ / a dossier's history", runHistory},
 		{"revoke", "trao danh sách thu hồi cho tác tử / hand a revocation list to an agent", runRevoke},
+		{"quarantine", "thay đổi bị cách ly của máy bị thu hồi / changes of revoked devices kept apart", runQuarantine},
 		{"version", "phiên bản / print the version", runVersion},
 	}
 }

@@ -1,13 +1,17 @@
 package main
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/fieldsync/fieldsync/agent/api"
 	"github.com/fieldsync/fieldsync/cmd/internal/harness"
 )
 
@@ -121,6 +125,24 @@ func TestE2ERevocationSpreadsWithoutTheAuthority(t *testing.T) {
 	q, err := b.Client.Quarantine(ctx)
 	if err != nil || len(q) != 1 || q[0].Origin != cID || q[0].Record != later || q[0].Kind != "create" {
 		t.Fatalf("quarantine listing: %+v, %v", q, err)
+	}
+	// The same from the command line, which finds the API token itself.
+	out, err = c.Run("quarantine", "--api", b.API)
+	if err != nil {
+		t.Fatalf("fieldsync quarantine: %v\n%s", err, out)
+	}
+	row := regexp.MustCompile(`(?m)^laptop-c\s+` + strconv.FormatUint(q[0].Seq, 10) + `\s+create\s+` + regexp.QuoteMeta(later) + `\s+\d{4}-\d\d-\d\d `)
+	if !row.Match(out) || !strings.Contains(string(out), "Cách ly / Quarantined: 1 (") || !strings.Contains(string(out), "DEVICE") {
+		t.Fatalf("fieldsync quarantine on laptop-b:\n%s", out)
+	}
+	var listed []api.QuarantinedOp
+	if out, err = c.Run("quarantine", "--api", b.API, "--json"); err != nil || json.Unmarshal(out, &listed) != nil ||
+		len(listed) != 1 || listed[0].Origin != cID || listed[0].Device != "laptop-c" || listed[0].Record != later {
+		t.Fatalf("fieldsync quarantine --json: %v\n%s", err, out)
+	}
+	if out, err = c.Run("quarantine", "--api", relay.API); err != nil || strings.TrimSpace(string(out)) !=
+		"Cách ly / Quarantined: 0 (thay đổi của máy bị thu hồi, không được gộp / changes of revoked devices, not merged)" {
+		t.Fatalf("fieldsync quarantine on laptop-d, which merged the dossier before it had the list: %v\n%s", err, out)
 	}
 
 	// The hub gets the list from the next laptop that syncs to it.
