@@ -107,6 +107,7 @@ func (d *daemonFlags) register(fs *flag.FlagSet, defaultMDNS bool) {
 	fs.StringVar(&d.cfg.Postgres, "postgres", "", "hub only: PostgreSQL URL to export records and ops into")
 	fs.BoolVar(&d.noMDNS, "no-mdns", !defaultMDNS, "turn off LAN discovery by multicast DNS")
 	fs.DurationVar(&d.cfg.SafetyInterval, "safety-interval", d.cfg.SafetyInterval, "period of the safety pass that re-checks peers and sessions")
+	fs.DurationVar(&d.cfg.OwnLogWait, "own-log-wait", d.cfg.OwnLogWait, "how long to wait at start for a peer to say how far this device's own log goes before writing (0: write at once)")
 	fs.StringVar(&d.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&d.logFormat, "log-format", "text", "text or json")
 	fs.StringVar(&d.cfg.APITokenFile, "api-token-file", "", "file holding a fixed API token (services, scripts); default a random token written to the user's runtime file")
