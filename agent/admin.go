@@ -127,6 +127,10 @@ func (b backend) settle(id string, kind crdt.Kind, values map[string]string, see
 	if seen == nil {
 		seen = map[string][]crdt.Dot{}
 	}
+	// Bounded by Config.OwnLogWait (see ownLog).
+	if err := a.own.wait(context.Background()); err != nil {
+		return api.Record{}, err
+	}
 	op, err := a.store.Settle(a.dev.ID(), a.dev.Private, id, kind, values, seen, a.cfg.Now().UnixMilli())
 	switch {
 	case errors.Is(err, store.ErrNotFound):

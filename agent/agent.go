@@ -59,6 +59,8 @@ type Agent struct {
 	joinWarnAt     time.Time
 	rev            revocationState // revocation.go
 	gossipEpochNow atomic.Uint64   // gossipkey.go
+	forks          forkState       // fork.go
+	own            ownLog          // fork.go: the gate before writing on the own log
 
 	stop      chan struct{}
 	stopOnce  sync.Once
@@ -141,6 +143,10 @@ func New(cfg Config) (_ *Agent, err error) {
 	if err := a.loadRevocation(); err != nil {
 		return nil, err
 	}
+	if err := a.loadForks(); err != nil {
+		return nil, err
+	}
+	a.own.init()
 	if err := a.loadReceipts(); err != nil {
 		return nil, err
 	}
@@ -226,6 +232,13 @@ func (a *Agent) Run(ctx context.Context) error {
 		go func() { defer a.wg.Done(); a.receiptLoop() }()
 		a.kickReceipts()
 	}
+	if len(a.cfg.Join) > 0 || len(a.cfg.Hubs) > 0 || a.cfg.MDNS {
+		// Restored from a backup, this device's own log may end before
+		// what its peers hold: ask before writing on it.
+		a.own.reset(a, "starting")
+	}
+	a.wg.Add(1)
+	go func() { defer a.wg.Done(); a.resignLoop() }()
 	for _, addr := range a.cfg.Hubs {
 		a.wg.Add(1)
 		go func(addr string) { defer a.wg.Done(); a.hubLoop(addr) }(addr)

@@ -21,23 +21,28 @@ type backend struct{ a *Agent }
 
 var _ api.Backend = backend{}
 
-func (b backend) Create(_ context.Context, fields map[string]string) (api.Record, error) {
+func (b backend) Create(ctx context.Context, fields map[string]string) (api.Record, error) {
 	id, err := uuid.NewV7()
 	if err != nil {
 		return api.Record{}, fmt.Errorf("make record id: %w", err)
 	}
-	return b.write(id.String(), crdt.KindCreate, fields)
+	return b.write(ctx, id.String(), crdt.KindCreate, fields)
 }
 
-func (b backend) Update(_ context.Context, id string, fields map[string]string) (api.Record, error) {
-	return b.write(id, crdt.KindUpdate, fields)
+func (b backend) Update(ctx context.Context, id string, fields map[string]string) (api.Record, error) {
+	return b.write(ctx, id, crdt.KindUpdate, fields)
 }
 
 // write commits one op of this device durably, then lets every session push
 // it. The API answers only after the commit: an acknowledged dossier survives
-// a power cut.
-func (b backend) write(id string, kind crdt.Kind, fields map[string]string) (api.Record, error) {
+// a power cut. It first waits (boundedly) until this device's own log is
+// known to be whole (ownLog), so a laptop restored from a backup does not
+// fork it.
+func (b backend) write(ctx context.Context, id string, kind crdt.Kind, fields map[string]string) (api.Record, error) {
 	a := b.a
+	if err := a.own.wait(ctx); err != nil {
+		return api.Record{}, err
+	}
 	op, err := a.store.Write(a.dev.ID(), a.dev.Private, id, kind, fields, a.cfg.Now().UnixMilli())
 	switch {
 	case errors.Is(err, store.ErrNotFound):
@@ -124,6 +129,7 @@ func (b backend) Status(_ context.Context) (api.Status, error) {
 	st.Upstream = a.upstreamStatus()
 	st.Revocation = a.revocationStatus()
 	st.Quarantined = a.store.QuarantineCount()
+	st.Alerts = a.alerts()
 	if st.Listen == nil {
 		st.Listen = []string{}
 	}

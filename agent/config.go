@@ -49,6 +49,13 @@ type Config struct {
 	// once; this pass only catches what was missed. Seconds, not less, so an
 	// idle laptop stays idle.
 	SafetyInterval time.Duration
+	// OwnLogWait is how long an agent that has peers to meet (--join,
+	// --hub or mDNS) waits, at start and after its own log lost a fork,
+	// for a peer to say how far this device's own log goes before it
+	// writes on it (API writes wait meanwhile). A laptop restored from a
+	// backup then continues its log instead of forking it; a lone laptop
+	// writes after the wait. 0 writes at once.
+	OwnLogWait time.Duration
 	// Sync bounds sync sessions.
 	Sync syncer.Config
 	// Schema validates dossiers arriving through the API.
@@ -86,11 +93,15 @@ func DefaultConfig() Config {
 		MDNS:             true,
 		SafetyInterval:   30 * time.Second,
 		GossipKeyOverlap: DefaultGossipKeyOverlap,
-		Sync:             syncer.DefaultConfig(),
-		Schema:           schema.Dossier(),
-		Logger:           slog.Default(),
-		Now:              time.Now,
-		Version:          "dev",
+		// Five seconds: a peer on the LAN answers a hello in milliseconds,
+		// a hub over a borrowed link in a second or two; an officer
+		// waits at most this once, at the first capture after start.
+		OwnLogWait: 5 * time.Second,
+		Sync:       syncer.DefaultConfig(),
+		Schema:     schema.Dossier(),
+		Logger:     slog.Default(),
+		Now:        time.Now,
+		Version:    "dev",
 	}
 }
 
@@ -110,6 +121,9 @@ func (c *Config) validate() error {
 	}
 	if c.SafetyInterval < time.Second {
 		return fmt.Errorf("safety interval %s: must be at least 1s", c.SafetyInterval)
+	}
+	if c.OwnLogWait < 0 {
+		return fmt.Errorf("own log wait %s: must not be negative", c.OwnLogWait)
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()

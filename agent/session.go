@@ -48,6 +48,15 @@ type session struct {
 	// hello or what it took from us; the number sent (writer loop only).
 	peerRevocation atomic.Uint64
 	revocationSent uint64
+
+	// Forks (fork.go): a new hello is due (this replica gave up a branch);
+	// probes queued for the writer loop and the evidence sent, by origin
+	// and seq.
+	rehello   atomic.Bool
+	peerOwn   atomic.Uint64 // how far the peer says this device's own log goes
+	forkMu    sync.Mutex
+	forkOut   []*wire.Fork
+	forksSent map[string]bool
 }
 
 func (s *session) wake() {
@@ -135,6 +144,7 @@ func (a *Agent) runSession(p transport.Peer, st transport.Stream) {
 		start:  time.Now(),
 
 		receiptsSent: map[string]int64{},
+		forksSent:    map[string]bool{},
 	}
 	a.mu.Lock()
 	select {
@@ -150,9 +160,11 @@ func (a *Agent) runSession(p transport.Peer, st transport.Stream) {
 	if a.isHub && peerRole != identity.RoleHub {
 		// A hub takes everything a laptop carries but sends down only its
 		// own ops (decisions taken at the hub), never the province's
-		// dossiers: borrowed links are scarce and laptops get lost.
-		self := a.dev.ID()
-		s.sm.Offer(func(origin string) bool { return origin == self })
+		// dossiers: borrowed links are scarce and laptops get lost. It
+		// does send the laptop its own log, which a laptop restored from
+		// a backup lacks.
+		self, laptop := a.dev.ID(), p.DeviceID
+		s.sm.Offer(func(origin string) bool { return origin == self || origin == laptop })
 	}
 	defer func() {
 		a.mu.Lock()
@@ -209,7 +221,8 @@ func (s *session) run() error {
 	if err := s.revokePeerSession(readErr); err != nil {
 		return err
 	}
-	if err := s.send(&wire.Message{Hello: &wire.Hello{VV: a.store.VersionVector(), Revocation: a.revocationNumber()}}); err != nil {
+	vv, tips := a.tips()
+	if err := s.send(&wire.Message{Hello: &wire.Hello{VV: vv, Tips: tips, Revocation: a.revocationNumber()}}); err != nil {
 		return err
 	}
 	go func() { readErr <- s.readLoop() }()
@@ -221,6 +234,11 @@ func (s *session) run() error {
 			return err
 		}
 		if err := s.flushAcks(); err != nil {
+			return err
+		}
+		// Before batches: a new hello and probes change what the peer is
+		// sent.
+		if err := s.pushForks(); err != nil {
 			return err
 		}
 		if err := s.pushReady(); err != nil {
@@ -320,6 +338,11 @@ func (s *session) readLoop() error {
 			s.mu.Lock()
 			s.sm.OnHello(m.Hello.VV)
 			s.mu.Unlock()
+			// The latest hello replaces the claim: a peer that gave up a
+			// branch of this device's log says so with a lower one.
+			s.peerOwn.Store(m.Hello.VV[a.dev.ID()])
+			s.checkTips(m.Hello)
+			a.checkOwnLog()
 			s.notePeerHolds()
 			a.noteHubContact(s.peer.DeviceID)
 			s.wake()
@@ -327,6 +350,8 @@ func (s *session) readLoop() error {
 			a.acceptReceipts(s.peer.Name, m.Receipts.List)
 		case m.Revocation != nil:
 			s.takeRevocation(m.Revocation.Raw)
+		case m.Fork != nil:
+			s.takeFork(m.Fork)
 		case m.Batch != nil:
 			if err := s.ingest(m.Batch); err != nil {
 				return err
@@ -360,6 +385,9 @@ func (s *session) ingest(b *wire.Batch) error {
 	dots := make([]crdt.Dot, 0, len(b.Ranges))
 	for _, r := range b.Ranges {
 		dots = append(dots, crdt.Dot{Origin: r.Origin, Seq: r.To})
+		if r.Origin == a.dev.ID() && r.To > s.peerOwn.Load() {
+			s.peerOwn.Store(r.To) // only the reader loop writes it
+		}
 	}
 	s.mu.Lock()
 	s.sm.Received(dots, len(b.Ops))
@@ -373,6 +401,8 @@ func (s *session) ingest(b *wire.Batch) error {
 		a.log.Warn("refused op", "peer", s.peer.Name, "origin", r.Origin, "seq", r.Seq, "count", r.Count, "err", r.Err)
 	}
 	a.dupOps.Add(uint64(res.Duplicates))
+	s.afterIngest(res)
+	a.checkOwnLog()
 	heads := map[string]uint64{}
 	for _, r := range b.Ranges {
 		heads[r.Origin] = a.store.Head(r.Origin).Seq

@@ -106,6 +106,24 @@ type Status struct {
 	// Quarantined counts ops of revoked devices received after the list was
 	// installed: kept apart, not merged (GET /v1/quarantine lists them).
 	Quarantined int `json:"quarantined"`
+	// Alerts lists what an operator must look at; [] never null.
+	Alerts []Alert `json:"alerts"`
+}
+
+// AlertFork: a device wrote two different changes under one number (a
+// laptop restored from an old backup, or one identity on two laptops). The
+// branch that lost is written again by the device on the winning one, so
+// nothing is lost once that device syncs; the alert says which device to
+// check.
+const AlertFork = "fork"
+
+// Alert is one thing an operator must look at.
+type Alert struct {
+	Kind string `json:"kind"`
+	// Device is the device id the alert is about.
+	Device string `json:"device"`
+	// Seq is the number (in that device's log) where its log forked.
+	Seq uint64 `json:"seq"`
 }
 
 // Upstream is the agent's view of delivery to the hub.

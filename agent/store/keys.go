@@ -40,6 +40,7 @@ import (
 //	m/version            8B: layout version (layoutVersion)
 //	q/, V/qh/, m/revocation, m/revocation.at: the quarantine of revoked
 //	                     origins and the revocation list (quarantine.go)
+//	F/, y/               fork evidence and ops of losing branches (fork.go)
 //
 // All writes of one op (o/, r/, x/c/, h/, w/, k/, x/h/, x/i/, m/clock,
 // m/records) are in one transaction.

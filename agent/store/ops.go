@@ -171,6 +171,17 @@ type IngestResult struct {
 	// Quarantined counts ops of quarantined origins kept apart (see
 	// Options.Quarantine), durable like Applied.
 	Quarantined int
+	// Forks lists fork evidence found in the batch and not held before
+	// (durable).
+	Forks []Fork
+	// Rewound lists origins whose branch lost a fork to the batch's: the
+	// store moved it out of the log and applied the batch's branch, so its
+	// head of the origin may be lower than before.
+	Rewound []string
+	// Probes names ops whose origin's log forked below what the batch
+	// showed: the log differs from the sender's at this (origin, seq) or
+	// before, and the sender should be asked where the two part.
+	Probes []crdt.Dot
 }
 
 // AppliedOps is the number of ops applied.
@@ -253,6 +264,10 @@ func (s *Store) Ingest(batch []crdt.Signed, wallMillis int64) (IngestResult, err
 func (s *Store) ingestOrigin(w *writer, origin string, ops []crdt.Opened, wallMillis int64, res *IngestResult) error {
 	if s.quarantine != nil && origin != s.self && s.quarantine(origin) {
 		return s.quarantineOrigin(w, origin, ops, res)
+	}
+	ops, err := s.checkForkInBatch(w, origin, ops, res)
+	if err != nil || len(ops) == 0 {
+		return err
 	}
 	head := w.head(origin)
 	prev := head

@@ -314,6 +314,18 @@ func (s *Store) VersionVector() crdt.VersionVector {
 	return vv
 }
 
+// Heads returns a copy of every origin's head, read at one instant. It
+// reads memory only.
+func (s *Store) Heads() map[string]crdt.Head {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	out := make(map[string]crdt.Head, len(s.heads))
+	for o, h := range s.heads {
+		out[o] = h
+	}
+	return out
+}
+
 // Head returns the end of origin's log as stored (zero if none).
 func (s *Store) Head(origin string) crdt.Head {
 	s.mu.RLock()

@@ -265,6 +265,18 @@ func (w *writer) commit() error {
 	return nil
 }
 
+// reset forgets the state staged ops produced, after a commit, when the
+// store's state changed under the writer (a fork's rewind).
+func (w *writer) reset() {
+	// A transaction reads the snapshot it began with: start one that sees
+	// what changed.
+	w.txn.Discard()
+	w.txn = w.s.db.NewTransaction(true)
+	w.cache = map[string]*cached{}
+	w.heads = map[string]crdt.Head{}
+	w.records = w.s.records
+}
+
 // finish commits what is staged and releases the transaction.
 func (w *writer) finish() error {
 	err := w.commit()

@@ -1,6 +1,8 @@
 package syncer
 
 import (
+	"slices"
+
 	"github.com/fieldsync/fieldsync/crdt"
 )
 
@@ -80,12 +82,42 @@ func New(cfg Config) *Session {
 // Hello is the first message to send: the local version vector.
 func (s *Session) Hello(local crdt.VersionVector) crdt.VersionVector { return local.Clone() }
 
-// OnHello takes the peer's hello.
+// OnHello takes the peer's hello. A peer sends another hello during the
+// session when its log of some origin became shorter (it gave up the
+// losing branch of a fork): for every origin the new hello shows lower than
+// the peer was known to hold (absent counts as 0), what it holds and what
+// was sent fall to it, ops in flight of that origin are forgotten and the
+// origin is offered again.
 func (s *Session) OnHello(peer crdt.VersionVector) {
+	if s.hello {
+		for o, has := range s.peerHas {
+			if peer[o] < has {
+				s.PeerHolds(o, peer[o])
+			}
+		}
+	} else {
+		s.stats.Flights++
+	}
 	s.hello = true
 	s.peerHas.Merge(peer)
 	s.sent.Merge(peer)
-	s.stats.Flights++
+}
+
+// PeerHolds sets what the peer is known to hold of origin to seq, when that
+// is lower: its log was found to part from this side's after seq. The
+// origin's ops after seq are sent again; in-flight batches of it no longer
+// count, and it is no longer stalled.
+func (s *Session) PeerHolds(origin string, seq uint64) {
+	if s.peerHas[origin] > seq {
+		s.peerHas[origin] = seq
+	}
+	if s.sent[origin] > seq {
+		s.sent[origin] = seq
+	}
+	delete(s.stalled, origin)
+	for n, ranges := range s.inflight {
+		s.inflight[n] = slices.DeleteFunc(ranges, func(r crdt.Range) bool { return r.Origin == origin })
+	}
 }
 
 // Ready reports whether the hello exchange is done.

@@ -35,7 +35,56 @@ type Message struct {
 	// to a peer whose hello shows an older list, and to every open session
 	// when a newer list arrives.
 	Revocation *Revocation `cbor:"6,keyasint,omitempty"`
+	// Fork carries evidence that an origin's log forked, or asks the peer
+	// where its log of an origin parts from the sender's.
+	Fork *Fork `cbor:"7,keyasint,omitempty"`
 }
+
+// Fork is sent when a session finds that the two sides hold different ops
+// under one (origin, seq). Evidence pairs spread to every peer; a probe is
+// answered by resending the origin's ops from the highest mark that
+// matches.
+type Fork struct {
+	// Evidence lists forks: two different ops of one origin, both signed by
+	// it, with the same seq and the same previous op.
+	Evidence []ForkEvidence `cbor:"1,keyasint,omitempty"`
+	// Creds carries the origins' credentials, so a receiver that never met
+	// the origin can check the signatures.
+	Creds []Credential `cbor:"2,keyasint,omitempty"`
+	// Probe asks where the receiver's log of an origin parts from the
+	// sender's.
+	Probe *Probe `cbor:"3,keyasint,omitempty"`
+}
+
+// ForkEvidence is the two ops at a fork point, exactly as signed.
+type ForkEvidence struct {
+	A crdt.Signed `cbor:"1,keyasint"`
+	B crdt.Signed `cbor:"2,keyasint"`
+}
+
+// Probe is the sender's log of Origin at a few seqs (its head as the
+// receiver knows it, then 1, 2, 4, … below): the receiver finds the
+// highest mark its own log agrees with and sends its ops from there.
+type Probe struct {
+	Origin string `cbor:"1,keyasint"`
+	Marks  []Mark `cbor:"2,keyasint"`
+}
+
+// Mark is the hash of the sender's op Seq of the probed origin.
+type Mark struct {
+	Seq  uint64 `cbor:"1,keyasint"`
+	Hash []byte `cbor:"2,keyasint"`
+}
+
+// Limits on fork messages.
+const (
+	MaxForkEvidence = 64
+	MaxProbeMarks   = 64
+	// TipSize is how many bytes of each head's hash a hello carries: enough
+	// that two branches never agree by chance, few enough that a hello stays
+	// small next to the version vector.
+	TipSize = 8
+)
 
 // Revocation is a signed revocation list exactly as the authority wrote it
 // (see identity.RevocationList).
@@ -66,6 +115,11 @@ type Receipt struct {
 // of origins, not records.
 type Hello struct {
 	VV map[string]uint64 `cbor:"1,keyasint"`
+	// Tips holds, per origin of VV, the first TipSize bytes of the hash of
+	// the sender's head: a peer whose log of the origin holds another op at
+	// that seq has found a fork. Absent from agents built before forks were
+	// caught.
+	Tips map[string][]byte `cbor:"2,keyasint,omitempty"`
 	// Revocation is the number of the revocation list the sender holds
 	// (absent: none), so the peer sends its list only when it is newer.
 	Revocation uint64 `cbor:"3,keyasint,omitempty"`
@@ -127,7 +181,7 @@ func Decode(data []byte) (*Message, error) {
 
 func (m *Message) validate() error {
 	set := 0
-	for _, p := range []bool{m.Hello != nil, m.Batch != nil, m.Ack != nil, m.Error != nil, m.Receipts != nil, m.Revocation != nil} {
+	for _, p := range []bool{m.Hello != nil, m.Batch != nil, m.Ack != nil, m.Error != nil, m.Receipts != nil, m.Revocation != nil, m.Fork != nil} {
 		if p {
 			set++
 		}
@@ -137,7 +191,17 @@ func (m *Message) validate() error {
 	}
 	switch {
 	case m.Hello != nil:
+		if len(m.Hello.Tips) > MaxOrigins {
+			return fmt.Errorf("%w: %d tips", ErrMalformed, len(m.Hello.Tips))
+		}
+		for _, t := range m.Hello.Tips {
+			if len(t) != TipSize {
+				return fmt.Errorf("%w: tip of %d bytes", ErrMalformed, len(t))
+			}
+		}
 		return validVV(m.Hello.VV)
+	case m.Fork != nil:
+		return m.Fork.validate()
 	case m.Ack != nil:
 		return validVV(m.Ack.VV)
 	case m.Batch != nil:
@@ -178,6 +242,28 @@ func validVV(vv map[string]uint64) error {
 	for o := range vv {
 		if o == "" || len(o) > crdt.MaxOriginLen {
 			return fmt.Errorf("%w: bad origin in version vector", ErrMalformed)
+		}
+	}
+	return nil
+}
+
+func (f *Fork) validate() error {
+	if len(f.Evidence) > MaxForkEvidence || len(f.Creds) > MaxForkEvidence {
+		return fmt.Errorf("%w: %d fork evidence, %d credentials", ErrMalformed, len(f.Evidence), len(f.Creds))
+	}
+	for _, c := range f.Creds {
+		if c.Origin == "" || len(c.Origin) > crdt.MaxOriginLen || len(c.Raw) == 0 || len(c.Raw) > MaxCredential {
+			return fmt.Errorf("%w: bad credential", ErrMalformed)
+		}
+	}
+	if p := f.Probe; p != nil {
+		if p.Origin == "" || len(p.Origin) > crdt.MaxOriginLen || len(p.Marks) == 0 || len(p.Marks) > MaxProbeMarks {
+			return fmt.Errorf("%w: bad probe", ErrMalformed)
+		}
+		for _, m := range p.Marks {
+			if m.Seq == 0 || len(m.Hash) != TipSize {
+				return fmt.Errorf("%w: bad probe mark", ErrMalformed)
+			}
 		}
 	}
 	return nil

@@ -109,6 +109,7 @@ func (d *daemonFlags) register(fs *flag.FlagSet, defaultMDNS bool) {
 	fs.BoolVar(&d.noMDNS, "no-mdns", !defaultMDNS, "turn off LAN discovery by multicast DNS")
 	fs.DurationVar(&d.cfg.SafetyInterval, "safety-interval", d.cfg.SafetyInterval, "period of the safety pass that re-checks peers and sessions")
 	fs.DurationVar(&d.cfg.GossipKeyOverlap, "gossip-key-overlap", d.cfg.GossipKeyOverlap, "after a revocation, how long the old gossip key is still accepted")
+	fs.DurationVar(&d.cfg.OwnLogWait, "own-log-wait", d.cfg.OwnLogWait, "how long to wait at start for a peer to say how far this device's own log goes before writing (0: write at once)")
 	fs.StringVar(&d.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&d.logFormat, "log-format", "text", "text or json")
 	fs.StringVar(&d.passFile, "passphrase-file", "", "file holding the device's passphrase (default: $FIELDSYNC_PASSPHRASE, else asked on the terminal)")

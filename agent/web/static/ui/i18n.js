@@ -20,6 +20,9 @@ const words = {
 
   // Overview.
   overview_title: ['Tổng quan', 'Overview'],
+  alert_fork: ['Cảnh báo: nhật ký của thiết bị {device} bị rẽ nhánh tại số {seq} (máy khôi phục từ bản sao lưu cũ, hoặc một danh tính dùng trên hai máy). Không mất hồ sơ: thiết bị đó sẽ ghi lại các thay đổi của nhánh bị bỏ khi đồng bộ. Hãy kiểm tra thiết bị này.',
+    'Alert: the log of device {device} forked at number {seq} (a laptop restored from an old backup, or one identity on two laptops). No dossier is lost: that device writes the changes of the losing branch again when it syncs. Check that device.'],
+  alert_other: ['Cảnh báo: {kind} ({device}, {seq})', 'Alert: {kind} ({device}, {seq})'],
   device: ['Thiết bị', 'Device'],
   role: ['Vai trò', 'Role'],
   deployment: ['Đơn vị triển khai', 'Deployment'],

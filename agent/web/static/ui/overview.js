@@ -1,7 +1,7 @@
 // The overview: this device, its team, the queues, and what is safe.
 
 import { h, replace } from './dom.js';
-import { t, formatTime, roleLabel } from './i18n.js';
+import { t, both, formatTime, roleLabel } from './i18n.js';
 
 export async function renderOverview(ctx) {
   const st = await ctx.status();
@@ -36,6 +36,7 @@ function draw(ctx, st) {
 
   replace(ctx.main,
     h('h1', { text: t('overview_title') }),
+    alertsNotice(st, peers),
     h('section', { class: 'card device-card' },
       h('dl', { class: 'facts' },
         fact(t('device'), st.device || '—'),
@@ -53,6 +54,23 @@ function draw(ctx, st) {
     h('div', { class: 'columns' },
       peersCard(peers),
       upstreamCard(st.role, up)));
+}
+
+// alertsNotice shows what an operator must look at, in both languages
+// whatever the switch says: a fork is rare and must be understood.
+function alertsNotice(st, peers) {
+  const alerts = Array.isArray(st.alerts) ? st.alerts : [];
+  if (alerts.length === 0) return null;
+  const names = {};
+  for (const p of peers) names[p.device_id] = p.name;
+  if (st.device_id) names[st.device_id] = st.device;
+  return h('section', { class: 'notice notice-alert', role: 'alert', data: { alerts: String(alerts.length) } },
+    alerts.map((a) => {
+      const device = names[a.device] ? names[a.device] + ' (' + a.device + ')' : a.device;
+      const [first, second] = both(a.kind === 'fork' ? 'alert_fork' : 'alert_other', { device, seq: a.seq, kind: a.kind });
+      return h('p', { data: { alert: a.kind || '' } },
+        h('strong', { text: first }), ' ', h('span', { class: 'muted', text: second }));
+    }));
 }
 
 function fact(label, value, cls) {
