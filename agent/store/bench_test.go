@@ -41,6 +41,7 @@ func dossierLog(n int) []crdt.Signed {
 // beside BenchmarkRawBadgerBatch, the same bytes written straight to badger:
 //
 //	go test ./agent/store -run '^$' -bench 'Ingest|RawBadger' -benchtime 1x
+//
 // BenchmarkIngest measures verified durable batched ingest in clear and
 // encrypted at rest (the agent's only mode), and encrypted with a larger
 // block cache: the cost of encryption is the ratio within one run.
