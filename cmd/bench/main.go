@@ -285,33 +285,8 @@ func verifyRate(dev *identity.Device, ops []crdt.Signed) float64 {
 // plainIngestRate ingests ops into a new store in clear at dir, as
 // harness.Preload does into an agent's encrypted one, and returns ops/s.
 func plainIngestRate(dir string, dev *identity.Device, ops []crdt.Signed) (float64, error) {
-	opts := store.DefaultOptions(dir)
-	opts.Self = dev.ID()
-	st, err := store.Open(opts)
+	rate, err := harness.Ingest(store.DefaultOptions(dir), dev, ops)
 	if err != nil {
-		return 0, err
-	}
-	defer st.Close()
-	raw, err := dev.Credential.Marshal()
-	if err != nil {
-		return 0, err
-	}
-	if err := st.PutCredential(dev.ID(), dev.Public(), raw); err != nil {
-		return 0, err
-	}
-	const batch = 512
-	t := time.Now()
-	for i := 0; i < len(ops); i += batch {
-		res, err := st.Ingest(ops[i:min(i+batch, len(ops))], time.Now().UnixMilli())
-		if err != nil {
-			return 0, err
-		}
-		if len(res.Refused) > 0 {
-			return 0, fmt.Errorf("store refused op: %v", res.Refused[0].Err)
-		}
-	}
-	rate := float64(len(ops)) / time.Since(t).Seconds()
-	if err := st.Close(); err != nil {
 		return 0, err
 	}
 	return rate, os.RemoveAll(dir)

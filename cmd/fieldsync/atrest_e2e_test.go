@@ -188,22 +188,7 @@ func plainDataDir(t *testing.T, c *harness.Cluster, x *harness.Agent, n int) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	opts := store.DefaultOptions(filepath.Join(x.Data, "store"))
-	opts.Self = dev.ID()
-	st, err := store.Open(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	raw, _ := dev.Credential.Marshal()
-	if err := st.PutCredential(dev.ID(), dev.Public(), raw); err != nil {
-		t.Fatal(err)
-	}
-	for i := 0; i < len(ops); i += 256 {
-		if _, err := st.Ingest(ops[i:min(i+256, len(ops))], time.Now().UnixMilli()); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := st.Close(); err != nil {
+	if _, err := harness.Ingest(store.DefaultOptions(filepath.Join(x.Data, "store")), dev, ops); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -70,18 +70,10 @@ func runAuthorityInit(_ context.Context, args []string, stdout, _ io.Writer) err
 	if err != nil {
 		return err
 	}
-	if len([]rune(string(p))) < minPassphrase {
-		return usageError{fmt.Errorf("the passphrase must be at least %d characters (mật khẩu tối thiểu %d ký tự)", minPassphrase, minPassphrase)}
-	}
-	if err := os.MkdirAll(*dir, 0o700); err != nil {
+	if err := checkNewPassphrase(p); err != nil {
 		return err
 	}
-	if vault.Exists(*dir) { // left by an init that failed before the key was written
-		if err := os.Remove(filepath.Join(*dir, vault.FileName)); err != nil {
-			return err
-		}
-	}
-	k, err := vault.Create(*dir, p, vault.ParamsFromEnv())
+	k, err := createVault(*dir, p)
 	if err != nil {
 		return err
 	}
@@ -137,8 +129,8 @@ func runAuthorityEncrypt(_ context.Context, args []string, stdout, _ io.Writer) 
 		if err != nil {
 			return err
 		}
-		if len([]rune(string(p))) < minPassphrase {
-			return usageError{fmt.Errorf("the passphrase must be at least %d characters (mật khẩu tối thiểu %d ký tự)", minPassphrase, minPassphrase)}
+		if err := checkNewPassphrase(p); err != nil {
+			return err
 		}
 		if k, err = vault.Create(*dir, p, vault.ParamsFromEnv()); err != nil {
 			return err

@@ -142,8 +142,7 @@ Chép thư mục này sang máy đó rồi chạy / Copy this directory to that 
 }
 
 // newVault creates the vault of a device about to be provisioned in
-// dataDir. A vault left by an init that failed before the device key was
-// written protects nothing yet and is replaced.
+// dataDir.
 func newVault(dataDir, passFile string) (*vault.Key, error) {
 	if _, err := os.Stat(filepath.Join(dataDir, identity.DeviceKeyFile)); err == nil {
 		return nil, fmt.Errorf("%s already holds a device (%s): this laptop is already provisioned (%w)", dataDir, identity.DeviceKeyFile, identity.ErrExists)
@@ -152,13 +151,5 @@ func newVault(dataDir, passFile string) (*vault.Key, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := os.MkdirAll(dataDir, 0o700); err != nil {
-		return nil, err
-	}
-	if vault.Exists(dataDir) {
-		if err := os.Remove(filepath.Join(dataDir, vault.FileName)); err != nil {
-			return nil, err
-		}
-	}
-	return vault.Create(dataDir, p, vault.ParamsFromEnv())
+	return createVault(dataDir, p)
 }

@@ -76,8 +76,8 @@ func runDevicePassphrase(_ context.Context, args []string, stdout, _ io.Writer) 
 	var p []byte
 	if *newFile == "" && os.Getenv(EnvNewPassphrase) != "" {
 		p = []byte(os.Getenv(EnvNewPassphrase))
-		if len([]rune(string(p))) < minPassphrase {
-			return usageError{fmt.Errorf("the passphrase must be at least %d characters (mật khẩu tối thiểu %d ký tự)", minPassphrase, minPassphrase)}
+		if err := checkNewPassphrase(p); err != nil {
+			return err
 		}
 	} else if p, err = newPassphrase(*newFile); err != nil {
 		return err

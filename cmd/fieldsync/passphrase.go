@@ -105,10 +105,18 @@ func newPassphrase(file string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	if len([]rune(string(p))) < minPassphrase {
-		return nil, usageError{fmt.Errorf("the passphrase must be at least %d characters (mật khẩu tối thiểu %d ký tự)", minPassphrase, minPassphrase)}
+	if err := checkNewPassphrase(p); err != nil {
+		return nil, err
 	}
 	return p, nil
+}
+
+// checkNewPassphrase refuses a new passphrase shorter than minPassphrase.
+func checkNewPassphrase(p []byte) error {
+	if len([]rune(string(p))) < minPassphrase {
+		return usageError{fmt.Errorf("the passphrase must be at least %d characters (mật khẩu tối thiểu %d ký tự)", minPassphrase, minPassphrase)}
+	}
+	return nil
 }
 
 // unlock opens dataDir's vault. A directory from before encryption at rest
@@ -186,4 +194,19 @@ func unlockAuthority(dir, file string) (*identity.Authority, error) {
 		return nil, err
 	}
 	return identity.LoadAuthoritySealed(dir, k)
+}
+
+// createVault makes the vault of a directory about to get its first
+// secrets. A vault left by an init that failed before any secret was
+// written protects nothing yet and is replaced.
+func createVault(dir string, pass []byte) (*vault.Key, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	if vault.Exists(dir) {
+		if err := os.Remove(filepath.Join(dir, vault.FileName)); err != nil {
+			return nil, err
+		}
+	}
+	return vault.Create(dir, pass, vault.ParamsFromEnv())
 }

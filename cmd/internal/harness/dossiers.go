@@ -79,8 +79,15 @@ func Preload(a *Agent, ops []crdt.Signed) (float64, error) {
 		return 0, err
 	}
 	opts := store.DefaultOptions(filepath.Join(a.Data, "store"))
-	opts.Self = dev.ID()
 	opts.EncryptionKey = key.StoreKey()
+	return Ingest(opts, dev, ops)
+}
+
+// Ingest opens the store of opts as dev's own (in clear unless
+// opts.EncryptionKey is set), ingests ops in batches as a peer's would
+// arrive, closes it, and returns the rate in ops per second.
+func Ingest(opts store.Options, dev *identity.Device, ops []crdt.Signed) (float64, error) {
+	opts.Self = dev.ID()
 	st, err := store.Open(opts)
 	if err != nil {
 		return 0, err
