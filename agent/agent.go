@@ -127,6 +127,10 @@ func New(cfg Config) (_ *Agent, err error) {
 	so.IndexKeys = indexKeys
 	so.Quarantine = a.isRevoked
 	so.EncryptionKey = cfg.Vault.StoreKey()
+	if storeInClear {
+		so.EncryptionKey = nil
+		cfg.Logger.Warn("MEASURING BUILD: this store is kept in clear, to measure what encryption costs; never use this build in the field")
+	}
 	st, err := store.Open(so)
 	if err != nil {
 		return nil, err

@@ -40,6 +40,7 @@ type daemonFlags struct {
 	hubs      stringList
 	config    string
 	passFile  string
+	pprof     string
 }
 
 // fileConfig is the optional configuration file (JSON), read from --config
@@ -114,6 +115,7 @@ func (d *daemonFlags) register(fs *flag.FlagSet, defaultMDNS bool) {
 	fs.StringVar(&d.logFormat, "log-format", "text", "text or json")
 	fs.StringVar(&d.passFile, "passphrase-file", "", "file holding the device's passphrase (default: $FIELDSYNC_PASSPHRASE, else asked on the terminal)")
 	fs.StringVar(&d.cfg.AdminTokenFile, "admin-token-file", "", "hub only: file holding the admin token that settling conflicts and duplicates needs (default DATADIR/admin-token, made at the first start)")
+	fs.StringVar(&d.pprof, "pprof", "", "serve Go's profiler on this loopback HOST:PORT (off by default; for measuring, see docs/performance.md)")
 	fs.StringVar(&d.cfg.APITokenFile, "api-token-file", "", "file holding a fixed API token (services, scripts); default a random token written to the user's runtime file")
 }
 
@@ -201,6 +203,13 @@ func runDaemon(ctx context.Context, name, usage string, args []string, stdout, s
 		// instead of letting garbage from a burst of sync double the heap.
 		// Laptops are small; the agent's live data is far below this.
 		debug.SetMemoryLimit(memoryLimit)
+	}
+	if d.pprof != "" {
+		stopPprof, err := servePprof(d.pprof, log)
+		if err != nil {
+			return err
+		}
+		defer stopPprof()
 	}
 	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 	defer stop()

@@ -70,6 +70,16 @@ func SignedDossiers(dev *identity.Device, n int, seed uint64) ([]crdt.Signed, in
 // per second. It is how benchmarks and tests give an agent a large log
 // quickly.
 func Preload(a *Agent, ops []crdt.Signed) (float64, error) {
+	return preload(a, ops, true)
+}
+
+// PreloadInClear is Preload for an agent of the measuring build, whose
+// store is in clear (agent/storeinclear.go).
+func PreloadInClear(a *Agent, ops []crdt.Signed) (float64, error) {
+	return preload(a, ops, false)
+}
+
+func preload(a *Agent, ops []crdt.Signed, encrypted bool) (float64, error) {
 	key, err := Unlock(a.Data)
 	if err != nil {
 		return 0, err
@@ -79,7 +89,9 @@ func Preload(a *Agent, ops []crdt.Signed) (float64, error) {
 		return 0, err
 	}
 	opts := store.DefaultOptions(filepath.Join(a.Data, "store"))
-	opts.EncryptionKey = key.StoreKey()
+	if encrypted {
+		opts.EncryptionKey = key.StoreKey()
+	}
 	return Ingest(opts, dev, ops)
 }
 

@@ -70,6 +70,9 @@ type Agent struct {
 	Role   string
 	Extra  []string
 	Client *api.Client
+	// Bin, when set, is the binary this agent runs instead of the
+	// cluster's (the bench's measuring build).
+	Bin string
 
 	c    *Cluster
 	cmd  *exec.Cmd
@@ -92,7 +95,11 @@ func (a *Agent) Start(extra ...string) error {
 	args := []string{sub, "--data", a.Data, "--listen", a.Listen, "--api", a.API, "--no-mdns", "--safety-interval", "2s"}
 	args = append(args, a.Extra...)
 	args = append(args, extra...)
-	a.cmd = exec.Command(a.c.Bin, args...)
+	bin := a.c.Bin
+	if a.Bin != "" {
+		bin = a.Bin
+	}
+	a.cmd = exec.Command(bin, args...)
 	a.cmd.Env = a.c.procEnv()
 	var w io.Writer = a.log
 	if a.c.LogTo != nil {

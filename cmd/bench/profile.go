@@ -1,0 +1,110 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/fieldsync/fieldsync/cmd/internal/harness"
+)
+
+// profileArgs returns the extra agent flags that turn on the profiler of the
+// sender and the receiver, and a function that starts CPU profiles of both
+// for d and returns a wait for them to be written into dir. With dir empty
+// it does nothing.
+func profileArgs(dir string) (sender, receiver []string, start func(context.Context, time.Duration) func() error, err error) {
+	if dir == "" {
+		return nil, nil, func(context.Context, time.Duration) func() error { return func() error { return nil } }, nil
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, nil, nil, err
+	}
+	addrs := map[string]string{}
+	for _, name := range []string{"sender", "receiver"} {
+		port, err := harness.FreePort()
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		addrs[name] = fmt.Sprintf("127.0.0.1:%d", port)
+	}
+	start = func(ctx context.Context, d time.Duration) func() error {
+		var wg sync.WaitGroup
+		errs := make(chan error, len(addrs))
+		for name, addr := range addrs {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				errs <- fetchProfile(ctx, addr, d, filepath.Join(dir, name+".pprof"))
+			}()
+		}
+		return func() error {
+			wg.Wait()
+			close(errs)
+			for err := range errs {
+				if err != nil {
+					return err
+				}
+			}
+			fmt.Printf("CPU profiles (%s of the sync) in %s\n", d, dir)
+			return nil
+		}
+	}
+	return []string{"--pprof", addrs["sender"]}, []string{"--pprof", addrs["receiver"]}, start, nil
+}
+
+func fetchProfile(ctx context.Context, addr string, d time.Duration, path string) error {
+	// The receiver's profiler starts with its process: retry briefly.
+	var resp *http.Response
+	err := harness.WaitFor(10*time.Second, func() (bool, error) {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", addr, int(d.Seconds())), nil)
+		if err != nil {
+			return false, err
+		}
+		resp, err = http.DefaultClient.Do(req)
+		return err == nil, nil
+	})
+	if err != nil {
+		return fmt.Errorf("profile %s: %w", addr, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("profile %s: %s", addr, resp.Status)
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// profileOne is profileArgs for one agent: the flags that turn on its
+// profiler, and a function that profiles it for d into dir/name.pprof.
+func profileOne(dir, name string) (args []string, start func(context.Context, time.Duration) func() error, err error) {
+	nop := func(context.Context, time.Duration) func() error { return func() error { return nil } }
+	if dir == "" {
+		return nil, nop, nil
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, nil, err
+	}
+	port, err := harness.FreePort()
+	if err != nil {
+		return nil, nil, err
+	}
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	start = func(ctx context.Context, d time.Duration) func() error {
+		errc := make(chan error, 1)
+		go func() { errc <- fetchProfile(ctx, addr, d, filepath.Join(dir, name+".pprof")) }()
+		return func() error { return <-errc }
+	}
+	return []string{"--pprof", addr}, start, nil
+}
