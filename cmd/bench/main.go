@@ -48,6 +48,7 @@ type options struct {
 	// profile, when set, is a directory for CPU profiles of the sender and
 	// the receiver taken during the sync (go tool pprof FILE).
 	profile string
+	noHub   bool
 }
 
 func main() {
@@ -55,6 +56,7 @@ func main() {
 	flag.StringVar(&o.bin, "bin", "bin/fieldsync", "the fieldsync binary to measure")
 	flag.IntVar(&o.n, "n", 100_000, "dossiers to sync")
 	flag.BoolVar(&o.keep, "keep", false, "keep the temporary directory")
+	flag.BoolVar(&o.noHub, "no-hub", false, "skip the hub figures (PostgreSQL, receipts, the cut link)")
 	flag.StringVar(&o.profile, "profile", "", "write CPU profiles of the sending and receiving agents during the sync into this directory")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -259,9 +261,13 @@ func run(ctx context.Context, o options) error {
 	if err := sender.Stop(); err != nil {
 		return err
 	}
-	hubFigs, skips, err := hubFigures(ctx, hubRun{c: c, sender: sender, origin: dev.ID(), n: o.n, opBytes: opBytes, syncPerS: syncPerS, verifyPerS: verifyPerS})
-	if err != nil {
-		return err
+	var hubFigs []figure
+	skips := []string{"SKIP hub figures (--no-hub)"}
+	if !o.noHub {
+		hubFigs, skips, err = hubFigures(ctx, hubRun{c: c, sender: sender, origin: dev.ID(), n: o.n, opBytes: opBytes, syncPerS: syncPerS, verifyPerS: verifyPerS})
+		if err != nil {
+			return err
+		}
 	}
 
 	figs := []figure{

@@ -2,12 +2,12 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"path/filepath"
-	"sync"
 	"time"
 
 	"github.com/fieldsync/fieldsync/cmd/internal/harness"
@@ -15,46 +15,78 @@ import (
 
 // profileArgs returns the extra agent flags that turn on the profiler of the
 // sender and the receiver, and a function that starts CPU profiles of both
-// for d and returns a wait for them to be written into dir. With dir empty
-// it does nothing.
+// for d (and takes their heap profiles after) and returns a wait for them
+// to be written into dir. With dir empty it does nothing.
 func profileArgs(dir string) (sender, receiver []string, start func(context.Context, time.Duration) func() error, err error) {
-	if dir == "" {
-		return nil, nil, func(context.Context, time.Duration) func() error { return func() error { return nil } }, nil
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	sender, startSender, err := profileOne(dir, "sender")
+	if err != nil {
 		return nil, nil, nil, err
 	}
-	addrs := map[string]string{}
-	for _, name := range []string{"sender", "receiver"} {
-		port, err := harness.FreePort()
-		if err != nil {
-			return nil, nil, nil, err
-		}
-		addrs[name] = fmt.Sprintf("127.0.0.1:%d", port)
+	receiver, startReceiver, err := profileOne(dir, "receiver")
+	if err != nil {
+		return nil, nil, nil, err
 	}
 	start = func(ctx context.Context, d time.Duration) func() error {
-		var wg sync.WaitGroup
-		errs := make(chan error, len(addrs))
-		for name, addr := range addrs {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				errs <- fetchProfile(ctx, addr, d, filepath.Join(dir, name+".pprof"))
-			}()
-		}
+		waitSender, waitReceiver := startSender(ctx, d), startReceiver(ctx, d)
 		return func() error {
-			wg.Wait()
-			close(errs)
-			for err := range errs {
-				if err != nil {
-					return err
-				}
-			}
-			fmt.Printf("CPU profiles (%s of the sync) in %s\n", d, dir)
-			return nil
+			return errors.Join(waitSender(), waitReceiver())
 		}
 	}
-	return []string{"--pprof", addrs["sender"]}, []string{"--pprof", addrs["receiver"]}, start, nil
+	return sender, receiver, start, nil
+}
+
+// profileOne is profileArgs for one agent: the flags that turn on its
+// profiler, and a function that profiles it for d into dir/NAME.pprof and
+// then takes its heap profile into dir/NAME.heap.
+func profileOne(dir, name string) (args []string, start func(context.Context, time.Duration) func() error, err error) {
+	nop := func(context.Context, time.Duration) func() error { return func() error { return nil } }
+	if dir == "" {
+		return nil, nop, nil
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, nil, err
+	}
+	port, err := harness.FreePort()
+	if err != nil {
+		return nil, nil, err
+	}
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	start = func(ctx context.Context, d time.Duration) func() error {
+		errc := make(chan error, 1)
+		go func() {
+			err := fetchProfile(ctx, addr, d, filepath.Join(dir, name+".pprof"))
+			if err == nil {
+				err = fetchURL(ctx, fmt.Sprintf("http://%s/debug/pprof/heap", addr), filepath.Join(dir, name+".heap"))
+			}
+			errc <- err
+		}()
+		return func() error { return <-errc }
+	}
+	return []string{"--pprof", addr}, start, nil
+}
+
+func fetchURL(ctx context.Context, url, path string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s: %s", url, resp.Status)
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
 
 func fetchProfile(ctx context.Context, addr string, d time.Duration, path string) error {
@@ -84,27 +116,4 @@ func fetchProfile(ctx context.Context, addr string, d time.Duration, path string
 		return err
 	}
 	return f.Close()
-}
-
-// profileOne is profileArgs for one agent: the flags that turn on its
-// profiler, and a function that profiles it for d into dir/name.pprof.
-func profileOne(dir, name string) (args []string, start func(context.Context, time.Duration) func() error, err error) {
-	nop := func(context.Context, time.Duration) func() error { return func() error { return nil } }
-	if dir == "" {
-		return nil, nop, nil
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, nil, err
-	}
-	port, err := harness.FreePort()
-	if err != nil {
-		return nil, nil, err
-	}
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	start = func(ctx context.Context, d time.Duration) func() error {
-		errc := make(chan error, 1)
-		go func() { errc <- fetchProfile(ctx, addr, d, filepath.Join(dir, name+".pprof")) }()
-		return func() error { return <-errc }
-	}
-	return []string{"--pprof", addr}, start, nil
 }
