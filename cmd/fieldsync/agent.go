@@ -178,6 +178,11 @@ func runDaemon(ctx context.Context, name, usage string, args []string, stdout, s
 	if d.cfg.DataDir == "" {
 		return usageError{errors.New("--data DATADIR is required (thư mục dữ liệu của thiết bị)")}
 	}
+	if d.pprof != "" {
+		if err := checkPprofAddr(d.pprof); err != nil {
+			return err
+		}
+	}
 	if err := d.applyFile(fs); err != nil {
 		return err
 	}
@@ -211,7 +216,7 @@ func runDaemon(ctx context.Context, name, usage string, args []string, stdout, s
 		debug.SetMemoryLimit(memoryLimit)
 	}
 	if d.pprof != "" {
-		stopPprof, err := servePprof(d.pprof, log)
+		_, stopPprof, err := servePprof(d.pprof, log)
 		if err != nil {
 			return err
 		}

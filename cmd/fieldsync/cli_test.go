@@ -269,6 +269,8 @@ func TestUsageErrorsExitTwo(t *testing.T) {
 		{"get"}, {"get", "a", "b"}, {"list", "extra"}, {"status", "--api"}, {"version", "x"},
 		{"authority"}, {"authority", "rotate"}, {"authority", "init"},
 		{"device"}, {"device", "init", "--authority", "a", "--data", "d"},
+		// The profiler has no token: never off loopback.
+		{"agent", "--data", "d", "--pprof", "0.0.0.0:6060"}, {"agent", "--data", "d", "--pprof", "6060"},
 	} {
 		code, _, errOut := cli(t, args...)
 		if code != exitUsage {
