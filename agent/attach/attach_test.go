@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"math/rand/v2"
+	"os/exec"
 	"strings"
 	"testing"
 
@@ -269,4 +270,23 @@ func FuzzDecodeManifest(f *testing.F) {
 			t.Fatalf("re-encoding differs: %v", err)
 		}
 	})
+}
+
+// The package is pure: the standard library without I/O or randomness,
+// crdt (for its canonical CBOR) and the CBOR library, nothing else.
+func TestImportsStayPure(t *testing.T) {
+	out, err := exec.Command("go", "list", "-f", `{{join .Imports " "}}`, ".").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, imp := range strings.Fields(string(out)) {
+		switch {
+		case imp == "github.com/fieldsync/fieldsync/crdt", strings.HasPrefix(imp, "github.com/fxamacker/cbor/"):
+		case strings.Contains(strings.Split(imp, "/")[0], "."):
+			t.Errorf("imports %s: attach is pure", imp)
+		case imp == "os" || imp == "net" || strings.HasPrefix(imp, "net/") || imp == "syscall" || imp == "time" ||
+			strings.HasPrefix(imp, "math/rand") || imp == "crypto/rand":
+			t.Errorf("imports %s: no I/O, clock or randomness in attach", imp)
+		}
+	}
 }
