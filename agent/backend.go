@@ -11,6 +11,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/fieldsync/fieldsync/agent/api"
+	"github.com/fieldsync/fieldsync/agent/attach"
 	"github.com/fieldsync/fieldsync/agent/schema"
 	"github.com/fieldsync/fieldsync/agent/store"
 	"github.com/fieldsync/fieldsync/crdt"
@@ -185,6 +186,9 @@ func (a *Agent) view(r *crdt.Record) api.Record {
 			switch {
 			case strings.HasPrefix(name, crdt.MergedPrefix):
 				out.MergedFrom = append(out.MergedFrom, strings.TrimPrefix(name, crdt.MergedPrefix))
+			case strings.HasPrefix(name, attach.FieldPrefix):
+				// Manifests are listed by GET /v1/records/{id}/attachments;
+				// a conflict between two still shows under conflicts.
 			case !strings.HasPrefix(name, "_"):
 				out.Fields[name] = w.Value
 			}

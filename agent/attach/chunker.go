@@ -51,7 +51,7 @@ func (c *Chunker) Next() ([]byte, Hash, error) {
 	}
 	if n == 0 {
 		if c.size == 0 {
-			return nil, Hash{}, newError(CodeEmpty, "the file is empty", "tệp rỗng")
+			return nil, Hash{}, Empty()
 		}
 		return nil, Hash{}, io.EOF
 	}
@@ -90,6 +90,9 @@ func (c *Chunker) Manifest() (Manifest, error) {
 	copy(m.SHA256[:], c.whole.Sum(nil))
 	return m, m.Validate()
 }
+
+// Empty is the refusal of an empty file.
+func Empty() *Error { return newError(CodeEmpty, "the file is empty", "tệp rỗng") }
 
 // TooLarge is the refusal of a file over max bytes.
 func TooLarge(max int64) *Error {
