@@ -198,7 +198,7 @@ func (a *Agent) view(r *crdt.Record) api.Record {
 			for i := len(reg.Live) - 1; i >= 0; i-- { // latest first
 				s := reg.Live[i]
 				vals = append(vals, api.Value{Value: s.Value, Device: a.deviceName(s.Dot.Origin), DeviceID: s.Dot.Origin,
-					At: hlcTime(s.Time), Op: fmt.Sprintf("%s:%d", s.Dot.Origin, s.Dot.Seq), Officer: a.officerOf(s.Dot.Origin)})
+					At: hlcTime(s.Time), Op: dotString(s.Dot), Officer: a.officerOf(s.Dot.Origin)})
 			}
 			out.Conflicts[name] = vals
 		}
