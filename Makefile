@@ -15,7 +15,8 @@ FUZZ_TARGETS := \
 	./agent/identity:FuzzDecodeRevocation \
 	./agent/schema:FuzzParseAndValidate \
 	./agent/api:FuzzCreateBody \
-	./agent/vault:FuzzOpenSealed
+	./agent/vault:FuzzOpenSealed \
+	./agent/attach:FuzzDecodeManifest
 
 .PHONY: all build test unit fuzz bench demo lint tidy cross clean deps
 

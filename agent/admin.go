@@ -278,7 +278,7 @@ func (b backend) History(_ context.Context, id string) ([]api.HistoryEntry, erro
 	}
 	out := make([]api.HistoryEntry, 0, len(ops))
 	for _, o := range ops {
-		e := api.HistoryEntry{Op: fmt.Sprintf("%s:%d", o.Op.Origin, o.Op.Seq), Kind: o.Op.Kind.String(),
+		e := api.HistoryEntry{Op: dotString(o.Op.Dot()), Kind: o.Op.Kind.String(),
 			Device: a.deviceName(o.Op.Origin), DeviceID: o.Op.Origin, Officer: a.officerOf(o.Op.Origin),
 			At: hlcTime(o.Op.Time), Fields: map[string]string{}}
 		for name, w := range o.Op.Fields {

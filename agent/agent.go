@@ -126,6 +126,7 @@ func New(cfg Config) (_ *Agent, err error) {
 	so.MaySettle = a.mayOriginSettle
 	so.IndexKeys = indexKeys
 	so.Quarantine = a.isRevoked
+	so.AttachmentFile = attachmentFile
 	so.EncryptionKey = cfg.Vault.StoreKey()
 	if storeInClear {
 		so.EncryptionKey = nil
@@ -207,6 +208,7 @@ func New(cfg Config) (_ *Agent, err error) {
 	ac.Logger = a.log
 	ac.Now = cfg.Now
 	ac.UI = web.Handler()
+	ac.AttachmentMaxBytes = cfg.AttachmentMaxBytes
 	token, err := apiToken(cfg)
 	if err != nil {
 		return nil, err

@@ -11,6 +11,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/fieldsync/fieldsync/agent/api"
+	"github.com/fieldsync/fieldsync/agent/attach"
 	"github.com/fieldsync/fieldsync/agent/schema"
 	"github.com/fieldsync/fieldsync/agent/store"
 	"github.com/fieldsync/fieldsync/crdt"
@@ -185,6 +186,9 @@ func (a *Agent) view(r *crdt.Record) api.Record {
 			switch {
 			case strings.HasPrefix(name, crdt.MergedPrefix):
 				out.MergedFrom = append(out.MergedFrom, strings.TrimPrefix(name, crdt.MergedPrefix))
+			case strings.HasPrefix(name, attach.FieldPrefix):
+				// Manifests are listed by GET /v1/records/{id}/attachments;
+				// a conflict between two still shows under conflicts.
 			case !strings.HasPrefix(name, "_"):
 				out.Fields[name] = w.Value
 			}
@@ -194,7 +198,7 @@ func (a *Agent) view(r *crdt.Record) api.Record {
 			for i := len(reg.Live) - 1; i >= 0; i-- { // latest first
 				s := reg.Live[i]
 				vals = append(vals, api.Value{Value: s.Value, Device: a.deviceName(s.Dot.Origin), DeviceID: s.Dot.Origin,
-					At: hlcTime(s.Time), Op: fmt.Sprintf("%s:%d", s.Dot.Origin, s.Dot.Seq), Officer: a.officerOf(s.Dot.Origin)})
+					At: hlcTime(s.Time), Op: dotString(s.Dot), Officer: a.officerOf(s.Dot.Origin)})
 			}
 			out.Conflicts[name] = vals
 		}

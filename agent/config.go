@@ -8,6 +8,7 @@ import (
 	"net"
 	"time"
 
+	"github.com/fieldsync/fieldsync/agent/attach"
 	"github.com/fieldsync/fieldsync/agent/schema"
 	"github.com/fieldsync/fieldsync/agent/syncer"
 )
@@ -82,6 +83,10 @@ type Config struct {
 	// APITokenFile, if set, holds the API's bearer token (services and
 	// scripts); otherwise a random token is made at each start.
 	APITokenFile string
+	// AttachmentMaxBytes is the largest file attached through this agent's
+	// API, in bytes: 20 MiB by default (attach.DefaultMaxBytes), at most
+	// attach.MaxSize (64 MiB, what one manifest can describe).
+	AttachmentMaxBytes int64
 }
 
 // DefaultConfig returns a configuration that works with no flags on a real
@@ -102,6 +107,8 @@ func DefaultConfig() Config {
 		Logger:     slog.Default(),
 		Now:        time.Now,
 		Version:    "dev",
+
+		AttachmentMaxBytes: attach.DefaultMaxBytes,
 	}
 }
 
@@ -121,6 +128,12 @@ func (c *Config) validate() error {
 	}
 	if c.SafetyInterval < time.Second {
 		return fmt.Errorf("safety interval %s: must be at least 1s", c.SafetyInterval)
+	}
+	if c.AttachmentMaxBytes == 0 {
+		c.AttachmentMaxBytes = attach.DefaultMaxBytes
+	}
+	if c.AttachmentMaxBytes < 1 || c.AttachmentMaxBytes > attach.MaxSize {
+		return fmt.Errorf("attachment limit %d bytes: must be 1 to %d (what one manifest can describe)", c.AttachmentMaxBytes, attach.MaxSize)
 	}
 	if c.OwnLogWait < 0 {
 		return fmt.Errorf("own log wait %s: must not be negative", c.OwnLogWait)

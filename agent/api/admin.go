@@ -10,6 +10,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/fieldsync/fieldsync/agent/schema"
 )
 
 // Conflict is one field with more than one live value, for the admin's queue.
@@ -164,7 +166,14 @@ func (s *Server) resolve(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	if req.Field[0] != '_' {
+	switch {
+	case schema.IsAttachment(req.Field):
+		// Settling a concurrent replacement: the value is the manifest kept.
+		if err := s.cfg.Schema.ValidateAttachment(req.Field, req.Value); err != nil {
+			s.fail(w, r, answerFor(err))
+			return
+		}
+	case req.Field[0] != '_':
 		fields, err := s.cfg.Schema.ValidateUpdate(map[string]string{req.Field: req.Value}, s.cfg.Now())
 		if err != nil {
 			s.fail(w, r, answerFor(err))

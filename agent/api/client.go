@@ -92,6 +92,10 @@ func NewClient(addr string) *Client {
 				ResponseHeaderTimeout: 30 * time.Second,
 				MaxIdleConnsPerHost:   4,
 				IdleConnTimeout:       30 * time.Second,
+				// An attachment's body waits for the agent's "100
+				// Continue", so a refusal made from the request alone
+				// (unknown dossier, too large) costs no upload.
+				ExpectContinueTimeout: 5 * time.Second,
 			},
 		},
 	}
@@ -182,22 +186,48 @@ func (e *noAgentError) Unwrap() []error { return []error{ErrNoAgent, e.cause} }
 // 2xx answer into out. An error answer becomes an *APIError.
 func (c *Client) do(ctx context.Context, method, path string, in, out any) error {
 	var body io.Reader
-	contentType := "application/json"
+	length := int64(-1)
+	contentType := ""
 	if raw, ok := in.(rawBody); ok {
-		body, contentType = bytes.NewReader(raw.data), raw.contentType
+		body, contentType, length = bytes.NewReader(raw.data), raw.contentType, int64(len(raw.data))
 	} else if in != nil {
 		data, err := json.Marshal(in)
 		if err != nil {
 			return fmt.Errorf("encode request: %w", err)
 		}
-		body = bytes.NewReader(data)
+		body, contentType, length = bytes.NewReader(data), "application/json", int64(len(data))
 	}
+	resp, err := c.send(ctx, method, path, body, length, contentType)
+	if err != nil {
+		return err
+	}
+	return c.answer(resp, out)
+}
+
+// doStream sends body (length bytes) as a raw request body with "Expect:
+// 100-continue", and decodes the answer like do.
+func (c *Client) doStream(ctx context.Context, method, path string, body io.Reader, length int64, out any) error {
+	resp, err := c.send(ctx, method, path, body, length, "application/octet-stream")
+	if err != nil {
+		return err
+	}
+	return c.answer(resp, out)
+}
+
+// send sends one request (body nil for none; length -1 when unknown) and
+// returns the answer, whatever its status. A raw body (not JSON) goes with
+// "Expect: 100-continue".
+func (c *Client) send(ctx context.Context, method, path string, body io.Reader, length int64, contentType string) (*http.Response, error) {
 	req, err := http.NewRequestWithContext(ctx, method, c.base+path, body)
 	if err != nil {
-		return fmt.Errorf("build request: %w", err)
+		return nil, fmt.Errorf("build request: %w", err)
 	}
-	if in != nil {
+	if body != nil {
+		req.ContentLength = length
 		req.Header.Set("Content-Type", contentType)
+		if contentType == "application/octet-stream" {
+			req.Header.Set("Expect", "100-continue")
+		}
 	}
 	req.Header.Set("Accept", "application/json")
 	if t := c.bearer(); t != "" {
@@ -206,14 +236,20 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 	resp, err := c.hc.Do(req)
 	if err != nil {
 		if ctxErr := ctx.Err(); ctxErr != nil {
-			return ctxErr
+			return nil, ctxErr
 		}
 		var opErr *net.OpError
 		if errors.As(err, &opErr) && opErr.Op == "dial" {
-			return &noAgentError{addr: c.addr, cause: err}
+			return nil, &noAgentError{addr: c.addr, cause: err}
 		}
-		return fmt.Errorf("agent at %s: %w", c.addr, err)
+		return nil, fmt.Errorf("agent at %s: %w", c.addr, err)
 	}
+	return resp, nil
+}
+
+// answer reads a JSON answer (bounded) and closes it; a 2xx is decoded into
+// out, anything else becomes an *APIError.
+func (c *Client) answer(resp *http.Response, out any) error {
 	defer resp.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, maxAnswerBytes+1))
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 
+	"github.com/fieldsync/fieldsync/agent/attach"
 	"github.com/fieldsync/fieldsync/agent/schema"
 )
 
@@ -77,6 +78,9 @@ func answerFor(err error) *answer {
 	var maxErr *http.MaxBytesError
 	var fieldErrs schema.Errors
 	var fieldErr *schema.FieldError
+	if refused := attach.Refusal(err); refused != nil {
+		return newAnswer(attachStatus[refused.Code], refused.En, refused.Vi)
+	}
 	switch {
 	case errors.As(err, &maxErr):
 		return answerTooLarge()
@@ -99,6 +103,10 @@ func answerFor(err error) *answer {
 			"nội dung phải là một đối tượng JSON, mọi giá trị đều là chuỗi (chữ số cũng phải đặt trong dấu nháy kép)")
 	case errors.Is(err, schema.ErrNoFields):
 		return newAnswer(http.StatusBadRequest, "the update sets no fields", "bản cập nhật không có trường nào")
+	case errors.Is(err, ErrAttachmentNotFound):
+		return newAnswer(http.StatusNotFound, "no attachment with this SHA-256 is known here", "không có tệp đính kèm nào có SHA-256 này")
+	case errors.Is(err, ErrIncomplete):
+		return newAnswer(http.StatusConflict, ErrIncomplete.Error(), "chưa có đủ dữ liệu của tệp đính kèm tại đây")
 	case errors.Is(err, ErrNotFound):
 		return answerNotFound()
 	case errors.Is(err, ErrForbidden):
@@ -111,6 +119,17 @@ func answerFor(err error) *answer {
 		"lỗi nội bộ của agent; nguyên nhân được ghi trong nhật ký của agent")
 	a.cause = err
 	return a
+}
+
+// attachStatus is the HTTP status of each attachment refusal.
+var attachStatus = map[attach.Code]int{
+	attach.CodeKind:      http.StatusBadRequest,
+	attach.CodeFinger:    http.StatusBadRequest,
+	attach.CodeEmpty:     http.StatusBadRequest,
+	attach.CodeTooLarge:  http.StatusRequestEntityTooLarge,
+	attach.CodeMediaType: http.StatusUnsupportedMediaType,
+	attach.CodeRepeated:  http.StatusUnprocessableEntity,
+	attach.CodeManifest:  http.StatusUnprocessableEntity,
 }
 
 // errPanic stands for a handler that panicked; it answers 500.

@@ -16,6 +16,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/fieldsync/fieldsync/agent/attach"
 	"github.com/fieldsync/fieldsync/agent/schema"
 )
 
@@ -29,8 +30,9 @@ const (
 	// MaxListLimit caps ?limit: 5000 dossiers of about 1 KB make a 5 MB
 	// answer, which a laptop encodes in well under a second.
 	MaxListLimit = 5000
-	// maxBodyBytes bounds request bodies: 1 MiB, the same bound as
-	// schema.MaxInputBytes; photos and fingerprints travel as references.
+	// maxBodyBytes bounds JSON request bodies: 1 MiB, the same bound as
+	// schema.MaxInputBytes. Attachments have their own limit
+	// (Config.AttachmentMaxBytes) and are streamed, not read whole.
 	maxBodyBytes = 1 << 20
 	// maxIDLen bounds record ids in paths and ?after. Ids made by the agent
 	// (ULID, UUID) are 26 to 36 characters.
@@ -63,6 +65,10 @@ type Config struct {
 	// AdminToken, if set (a hub), is the only token that may make admin
 	// actions (resolve, merge, distinct); it may also make every other call.
 	AdminToken string
+	// AttachmentMaxBytes is the largest file POST
+	// /v1/records/{id}/attachments takes, in bytes: 1..attach.MaxSize.
+	// Default attach.DefaultMaxBytes (20 MiB).
+	AttachmentMaxBytes int64
 }
 
 // DefaultConfig returns the configuration of a stock agent.
@@ -72,6 +78,8 @@ func DefaultConfig() Config {
 		Schema: schema.Dossier(),
 		Logger: slog.Default(),
 		Now:    time.Now,
+
+		AttachmentMaxBytes: attach.DefaultMaxBytes,
 	}
 }
 
@@ -81,6 +89,9 @@ func (c Config) validate() error {
 	}
 	if err := c.Schema.Check(); err != nil {
 		return fmt.Errorf("api schema: %w", err)
+	}
+	if c.AttachmentMaxBytes < 0 || c.AttachmentMaxBytes > attach.MaxSize {
+		return fmt.Errorf("attachment limit %d bytes: must be 1 to %d", c.AttachmentMaxBytes, attach.MaxSize)
 	}
 	return nil
 }
@@ -113,6 +124,9 @@ func NewServer(cfg Config, b Backend) (*Server, error) {
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.AttachmentMaxBytes == 0 {
+		cfg.AttachmentMaxBytes = attach.DefaultMaxBytes
 	}
 	s := &Server{cfg: cfg, backend: b, log: cfg.Logger}
 	host, _, _ := net.SplitHostPort(cfg.Addr)
@@ -172,6 +186,7 @@ func (s *Server) routes() *http.ServeMux {
 	mux.HandleFunc("/v1/status", s.notAllowed("GET, HEAD"))
 	s.adminRoutes(mux)
 	s.revocationRoutes(mux)
+	s.attachRoutes(mux)
 	mux.HandleFunc("POST /v1/login-tokens", s.loginToken)
 	mux.HandleFunc("/v1/login-tokens", s.notAllowed("POST"))
 	mux.HandleFunc("GET /login", s.login)

@@ -95,6 +95,9 @@ func (s Schema) spec(name string) (FieldSpec, *problem) {
 	if strings.HasPrefix(name, "_") {
 		return FieldSpec{}, &problemReserved
 	}
+	if p := attachmentProblem(name); p != nil {
+		return FieldSpec{}, p
+	}
 	if !validName(name) {
 		return FieldSpec{}, &problemBadName
 	}

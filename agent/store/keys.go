@@ -41,6 +41,15 @@ import (
 //	q/, V/qh/, m/revocation, m/revocation.at: the quarantine of revoked
 //	                     origins and the revocation list (quarantine.go)
 //	F/, y/               fork evidence and ops of losing branches (fork.go)
+//	a/<sha256 32B>       an attachment chunk's bytes (≤ 64 KiB), keyed by their
+//	                     SHA-256: identical chunks are stored once (chunks.go)
+//	u/<sha256 32B>       empty: the chunk a/<sha256> was written by a local
+//	                     upload no committed manifest op refers to yet;
+//	                     deleted in the manifest op's transaction, and every
+//	                     chunk still marked is deleted at Open
+//	x/a/<sha256 32B>     the value of an attachment field (its manifest) naming
+//	                     the file with this SHA-256; written with the op
+//	                     (Options.AttachmentFile)
 //
 // All writes of one op (o/, r/, x/c/, h/, w/, k/, x/h/, x/i/, m/clock,
 // m/records) are in one transaction.
@@ -56,6 +65,9 @@ const (
 	prefixReceipt  = "R/"
 	prefixHistory  = "x/h/"
 	prefixIndex    = "x/i/"
+	prefixChunk    = "a/"
+	prefixUpload   = "u/"
+	prefixManifest = "x/a/"
 
 	keyClock    = "m/clock"
 	keySelf     = "m/self"
@@ -110,6 +122,12 @@ func historyKey(record, origin string, seq uint64) []byte {
 }
 
 func indexKey(key, record string) []byte { return []byte(prefixIndex + key + "\x00" + record) }
+
+func chunkKey(h [32]byte) []byte { return append([]byte(prefixChunk), h[:]...) }
+
+func uploadKey(h [32]byte) []byte { return append([]byte(prefixUpload), h[:]...) }
+
+func manifestKey(file [32]byte) []byte { return append([]byte(prefixManifest), file[:]...) }
 
 func u64(v uint64) []byte { return binary.BigEndian.AppendUint64(nil, v) }
 

@@ -8,6 +8,8 @@ import (
 	"runtime"
 	"sync"
 
+	"github.com/dgraph-io/badger/v4"
+
 	"github.com/fieldsync/fieldsync/crdt"
 )
 
@@ -37,7 +39,7 @@ func (s *Store) Write(origin string, key ed25519.PrivateKey, recordID string, ki
 	defer s.leave()
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
-	o, err := s.write(origin, key, recordID, kind, values, nil, wallMillis)
+	o, err := s.write(origin, key, recordID, kind, values, nil, wallMillis, nil)
 	if err != nil {
 		return crdt.Opened{}, fmt.Errorf("write %s: %w", recordID, err)
 	}
@@ -62,14 +64,17 @@ func (s *Store) Settle(origin string, key ed25519.PrivateKey, recordID string, k
 	if seen == nil {
 		seen = map[string][]crdt.Dot{}
 	}
-	o, err := s.write(origin, key, recordID, kind, values, seen, wallMillis)
+	o, err := s.write(origin, key, recordID, kind, values, seen, wallMillis, nil)
 	if err != nil {
 		return crdt.Opened{}, fmt.Errorf("settle %s: %w", recordID, err)
 	}
 	return o, nil
 }
 
-func (s *Store) write(origin string, key ed25519.PrivateKey, recordID string, kind crdt.Kind, values map[string]string, seen map[string][]crdt.Dot, wallMillis int64) (crdt.Opened, error) {
+// write makes, signs and applies one own op. extra are more writes that must
+// be in the op's transaction (an upload's chunk marks, see chunks.go); an op
+// that does not fit with them is refused (ErrTooLarge).
+func (s *Store) write(origin string, key ed25519.PrivateKey, recordID string, kind crdt.Kind, values map[string]string, seen map[string][]crdt.Dot, wallMillis int64, extra []entry) (crdt.Opened, error) {
 	if err := s.checkFailed(); err != nil {
 		return crdt.Opened{}, err
 	}
@@ -139,6 +144,17 @@ func (s *Store) write(origin string, key ed25519.PrivateKey, recordID string, ki
 	}
 	if err := w.apply(opened, clock); err != nil {
 		return crdt.Opened{}, err
+	}
+	if len(extra) > 0 {
+		// The op alone was staged in this transaction (a single write never
+		// commits part way): the extra writes join it or the op is refused.
+		if err := setAll(w.txn, extra); err != nil {
+			if errors.Is(err, badger.ErrTxnTooBig) {
+				return crdt.Opened{}, ErrTooLarge
+			}
+			return crdt.Opened{}, err
+		}
+		w.staged = append(w.staged, extra...)
 	}
 	if err := w.finish(); err != nil {
 		return crdt.Opened{}, err

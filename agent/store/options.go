@@ -119,6 +119,14 @@ type Options struct {
 	// It is called under the store's write lock and must not call the
 	// store. Nil quarantines nothing; this device's own origin never is.
 	Quarantine func(origin string) bool
+
+	// AttachmentFile reports whether a field write is an attachment
+	// manifest, and the SHA-256 of the file it describes (the agent answers
+	// with agent/attach). Every op applied indexes those under x/a/, in its
+	// own transaction, so the bytes of a file can be found by its hash. It
+	// must be pure and fast: it is called for every field of every op. Nil
+	// indexes nothing.
+	AttachmentFile func(field, value string) (file [32]byte, ok bool)
 }
 
 // DefaultOptions returns the options for a store in dir, sized for a laptop.

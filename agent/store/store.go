@@ -35,6 +35,10 @@ type Store struct {
 	verifyAll  bool          // Options.VerifyEverySignature
 	maySettle  func(string) bool
 	indexKeys  func(*crdt.Record) []string
+	// attachmentFile is Options.AttachmentFile.
+	attachmentFile func(field, value string) ([32]byte, bool)
+	// claims: chunks used by uploads in flight (chunks.go). Writers.
+	claims map[[32]byte]*claim
 
 	// mu guards the state readers see. It changes only after a commit has
 	// succeeded, and only under wmu.
@@ -71,6 +75,7 @@ func Open(opts Options) (*Store, error) {
 		verifyAll:  opts.VerifyEverySignature,
 		maySettle:  opts.MaySettle,
 		indexKeys:  opts.IndexKeys,
+		claims:     map[[32]byte]*claim{},
 		quarantine: opts.Quarantine,
 		trim:       trimmer{dir: opts.Dir},
 		pubs:       map[string]ed25519.PublicKey{},
@@ -94,6 +99,11 @@ func Open(opts Options) (*Store, error) {
 	if err := s.loadQuarantine(); err != nil {
 		_ = db.Close()
 		return nil, fmt.Errorf("open store %s: %w", opts.Dir, err)
+	}
+	s.attachmentFile = opts.AttachmentFile
+	if _, err := s.sweepUploads(); err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("open store %s: remove chunks of cut uploads: %w", opts.Dir, err)
 	}
 	if opts.Self != "" {
 		if err := s.adoptSelf(opts.Self); err != nil {

@@ -150,6 +150,16 @@ func (w *writer) apply(o crdt.Opened, clock crdt.Clock) error {
 			}
 		}
 	}
+	// Attachment manifests, by the SHA-256 of their file, for serving the
+	// bytes (GET /v1/attachments/{sha256}) and for the transfer to find a
+	// manifest's chunks.
+	if w.s.attachmentFile != nil {
+		for name, fw := range op.Fields {
+			if file, ok := w.s.attachmentFile(name, fw.Value); ok {
+				es = append(es, entry{key: manifestKey(file), val: []byte(fw.Value)})
+			}
+		}
+	}
 	own := op.Kind == crdt.KindCreate && op.Origin == w.s.self
 	if own {
 		es = append(es, entry{key: ownKey(op.Seq), val: []byte(op.Record)})

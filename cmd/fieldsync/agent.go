@@ -122,6 +122,7 @@ func (d *daemonFlags) register(fs *flag.FlagSet, defaultMDNS bool) {
 	fs.StringVar(&d.passFile, "passphrase-file", "", "file holding the device's passphrase (default: $FIELDSYNC_PASSPHRASE, else asked on the terminal)")
 	fs.StringVar(&d.cfg.AdminTokenFile, "admin-token-file", "", "hub only: file holding the admin token that settling conflicts and duplicates needs (default DATADIR/admin-token, made at the first start)")
 	fs.StringVar(&d.pprof, "pprof", "", "serve Go's profiler on this loopback HOST:PORT (off by default; for measuring, see docs/performance.md)")
+	fs.Int64Var(&d.cfg.AttachmentMaxBytes, "attachment-max-bytes", d.cfg.AttachmentMaxBytes, "largest file `fieldsync attach` may store, in bytes (at most 67108864, 64 MiB)")
 	fs.StringVar(&d.cfg.APITokenFile, "api-token-file", "", "file holding a fixed API token (services, scripts); default a random token written to the user's runtime file")
 }
 

@@ -150,6 +150,7 @@ func TestEverySubcommandHasHelp(t *testing.T) {
 		{"device", "--help"}, {"device", "init", "--help"},
 		{"agent", "--help"}, {"hub", "--help"},
 		{"revoke", "--help"}, {"quarantine", "--help"},
+		{"attach", "--help"}, {"attachments", "--help"}, {"attachment", "--help"},
 	} {
 		code, out, errOut := cli(t, args...)
 		if code != 0 {

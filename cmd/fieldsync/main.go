@@ -32,6 +32,7 @@ const (
 	exitUsage = 2
 	// exitToken: the agent refused the API token (401).
 	exitToken = 4
+	// 5 and 6: the attachment commands (attach.go).
 )
 
 // usageError is a mistake in how the command was called (a bad flag, a
@@ -67,6 +68,9 @@ func commands() []command {
 		{"distinct", "không phải cùng một người (máy quản trị) / not the same person (admin device)", runDistinct},
 		{"open", "mở trang quản trị, đã đăng nhập / open the web page, logged in", runOpen},
 		{"history", "lịch sử một hồ sơ / a dossier's history", runHistory},
+		{"attach", "đính kèm ảnh, vân tay, giấy tờ / attach a photo, fingerprint or document", runAttach},
+		{"attachments", "liệt kê tệp đính kèm của hồ sơ / list a dossier's attachments", runAttachments},
+		{"attachment", "lấy một tệp đính kèm / write an attachment's bytes to a file", runAttachment},
 		{"revoke", "trao danh sách thu hồi cho tác tử / hand a revocation list to an agent", runRevoke},
 		{"quarantine", "thay đổi bị cách ly của máy bị thu hồi / changes of revoked devices kept apart", runQuarantine},
 		{"version", "phiên bản / print the version", runVersion},
@@ -131,6 +135,11 @@ func exitCode(name string, err error, stderr io.Writer) int {
 	case errors.As(err, new(lockedError)):
 		fmt.Fprintf(stderr, "fieldsync: %v\n%s\n", err, lockedHint)
 		return exitLocked
+	case errors.As(err, new(*refusedError)):
+		var re *refusedError
+		errors.As(err, &re)
+		fmt.Fprintf(stderr, "fieldsync: %v\n", err)
+		return re.code
 	case errors.Is(err, api.ErrUnauthorized):
 		fmt.Fprintf(stderr, "fieldsync: %v\n%s\n", err, tokenHint)
 		return exitToken

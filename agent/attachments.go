@@ -1,0 +1,173 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+
+	"github.com/fieldsync/fieldsync/agent/api"
+	"github.com/fieldsync/fieldsync/agent/attach"
+	"github.com/fieldsync/fieldsync/agent/store"
+	"github.com/fieldsync/fieldsync/crdt"
+)
+
+var _ api.Attacher = backend{}
+
+// attachmentFile is the store's Options.AttachmentFile: a field write that is
+// a well-formed manifest of its own field, and the SHA-256 of its file.
+func attachmentFile(field, value string) ([32]byte, bool) {
+	if !strings.HasPrefix(field, attach.FieldPrefix) {
+		return [32]byte{}, false
+	}
+	m, err := attach.DecodeFieldValue(value)
+	if err != nil || m.Field() != field {
+		return [32]byte{}, false
+	}
+	return m.SHA256, true
+}
+
+// Attach stores a file read from req.Body as chunks, then its manifest op,
+// which replaces the dossier's earlier attachment of the same kind and
+// finger like any field change. A refused or cut upload removes what it
+// wrote (store.Upload). The log has the dossier, kind, finger and size,
+// never a byte of the file.
+func (b backend) Attach(ctx context.Context, req api.AttachRequest) (api.Attached, error) {
+	a := b.a
+	if err := attach.CheckKind(req.Kind, req.Finger); err != nil {
+		return api.Attached{}, err
+	}
+	if _, err := a.store.Record(req.Record); errors.Is(err, store.ErrNotFound) {
+		return api.Attached{}, fmt.Errorf("%w: %s", api.ErrNotFound, req.Record)
+	} else if err != nil {
+		return api.Attached{}, err
+	}
+	if err := a.own.wait(ctx); err != nil {
+		return api.Attached{}, err
+	}
+	limit := min(req.MaxBytes, a.cfg.AttachmentMaxBytes)
+	chunker := attach.NewChunker(req.Body, req.Kind, req.Finger, limit)
+	up := a.store.BeginUpload()
+	defer up.Abort() // does nothing once committed
+	for {
+		data, h, err := chunker.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return api.Attached{}, err
+		}
+		if err := up.Put(h, data); err != nil {
+			return api.Attached{}, err
+		}
+	}
+	m, err := chunker.Manifest()
+	if err != nil {
+		return api.Attached{}, err
+	}
+	value, err := m.FieldValue()
+	if err != nil {
+		return api.Attached{}, err
+	}
+	field := m.Field()
+	if err := a.cfg.Schema.ValidateAttachment(field, value); err != nil {
+		return api.Attached{}, fmt.Errorf("manifest of the agent's own making refused: %w", err)
+	}
+	op, err := up.Commit(a.dev.ID(), a.dev.Private, req.Record, map[string]string{field: value}, a.cfg.Now().UnixMilli())
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return api.Attached{}, fmt.Errorf("%w: %s", api.ErrNotFound, req.Record)
+	case err != nil:
+		return api.Attached{}, err
+	}
+	a.log.Info("attachment stored", "record", req.Record, "kind", string(m.Kind), "finger", m.Finger,
+		"bytes", m.Size, "chunks", len(m.Chunks), "seq", op.Op.Seq)
+	a.changed()
+	return api.Attached{Record: req.Record, SHA256: m.SHA256Hex(), Size: m.Size, Kind: string(m.Kind), Finger: m.Finger,
+		Chunks: len(m.Chunks), MediaType: m.MediaType, Seq: op.Op.Seq}, nil
+}
+
+// Attachments lists every live manifest of a dossier's attachment fields,
+// kinds in attach.Kinds order and fingers in attach.Fingers order, the
+// latest first within a field.
+func (b backend) Attachments(_ context.Context, id string) ([]api.Attachment, error) {
+	a := b.a
+	rec, err := a.store.Record(id)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, fmt.Errorf("%w: %s", api.ErrNotFound, id)
+	}
+	if err != nil {
+		return nil, err
+	}
+	safe := a.safeUpstream()
+	out := []api.Attachment{}
+	for _, field := range attachmentFields(rec) {
+		reg := rec.Fields[field]
+		for i := len(reg.Live) - 1; i >= 0; i-- {
+			sib := reg.Live[i]
+			m, err := attach.DecodeFieldValue(sib.Value)
+			if err != nil || m.Field() != field {
+				// Every replica refuses to index it; it stays in the
+				// dossier's conflicts and history.
+				a.log.Warn("attachment manifest unreadable", "record", id, "field", field, "op", dotString(sib.Dot))
+				continue
+			}
+			missing, err := a.store.MissingChunks(m.Chunks)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, api.Attachment{
+				Kind: string(m.Kind), Finger: m.Finger, SHA256: m.SHA256Hex(), Size: m.Size,
+				MediaType: m.MediaType, Chunks: len(m.Chunks),
+				CapturedBy: a.deviceName(sib.Dot.Origin), CapturedByID: sib.Dot.Origin, CapturedAt: hlcTime(sib.Time),
+				Op: dotString(sib.Dot), Complete: len(missing) == 0, Delivered: safe[sib.Dot.Origin] >= sib.Dot.Seq,
+				Conflict: reg.Conflict(),
+			})
+		}
+	}
+	return out, nil
+}
+
+// attachmentFields returns the record's attachment fields in display order.
+func attachmentFields(rec *crdt.Record) []string {
+	order := func(name string) int {
+		kind, finger, _ := attach.ParseField(name)
+		return slices.Index(attach.Kinds, kind)*100 + slices.Index(attach.Fingers, finger)
+	}
+	var out []string
+	for name := range rec.Fields {
+		if _, _, ok := attach.ParseField(name); ok {
+			out = append(out, name)
+		}
+	}
+	slices.SortFunc(out, func(x, y string) int { return order(x) - order(y) })
+	return out
+}
+
+// AttachmentFile finds a manifest of the file and reads its chunks.
+func (b backend) AttachmentFile(_ context.Context, sha [32]byte) (attach.Manifest, func(int) ([]byte, error), error) {
+	st := b.a.store
+	value, found, err := st.Manifest(sha)
+	if err != nil {
+		return attach.Manifest{}, nil, err
+	}
+	if !found {
+		return attach.Manifest{}, nil, api.ErrAttachmentNotFound
+	}
+	m, err := attach.DecodeFieldValue(value)
+	if err != nil {
+		return attach.Manifest{}, nil, fmt.Errorf("indexed manifest: %w", err)
+	}
+	missing, err := st.MissingChunks(m.Chunks)
+	if err != nil {
+		return attach.Manifest{}, nil, err
+	}
+	if len(missing) > 0 {
+		return attach.Manifest{}, nil, fmt.Errorf("%w (%d of %d chunks missing)", api.ErrIncomplete, len(missing), len(m.Chunks))
+	}
+	return m, func(i int) ([]byte, error) { return st.Chunk(m.Chunks[i]) }, nil
+}
+
+func dotString(d crdt.Dot) string { return fmt.Sprintf("%s:%d", d.Origin, d.Seq) }

@@ -1,0 +1,371 @@
+package store
+
+import (
+	"crypto/ed25519"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+
+	"github.com/dgraph-io/badger/v4"
+
+	"github.com/fieldsync/fieldsync/crdt"
+)
+
+// Attachment chunks (see keys.go): a/<sha256> holds a chunk's bytes, keyed by
+// their SHA-256, so identical chunks are stored once whatever file or dossier
+// they belong to. The store checks every chunk against its key before
+// writing it; what a chunk belongs to is the manifest's business (agent/attach),
+// which the store treats as an opaque field value.
+//
+// A local upload (Upload) writes each chunk as it arrives, in a transaction
+// of its own, so the file is never held in memory. A chunk it is the first
+// to write is marked u/<sha256> in the same transaction: written, but no
+// committed manifest refers to it yet. The manifest op's transaction deletes
+// those marks, so a chunk is either referred to by a committed op or marked.
+// A refused or abandoned upload deletes the chunks it marked; a crash in the
+// middle leaves marks, and Open deletes every marked chunk. Nothing a cut
+// upload wrote outlives the next start.
+
+// ErrChunkHash: chunk bytes whose SHA-256 is not the hash they were given
+// under. Nothing is written.
+var ErrChunkHash = errors.New("chunk does not match its hash")
+
+// ErrNoChunk: no chunk with that hash is held.
+var ErrNoChunk = errors.New("chunk not held")
+
+// claim counts the uploads in flight that use a chunk. fresh: an upload
+// wrote it and no committed manifest refers to it yet (it is marked u/).
+// Writers only.
+type claim struct {
+	count int
+	fresh bool
+}
+
+// PutChunk keeps a chunk received from anywhere, after checking that
+// sha256(data) == hash (else ErrChunkHash). A chunk already held is not
+// written again. It is durable when PutChunk returns. Whether the chunk is
+// wanted (listed by a manifest this store holds, and missing) is the
+// caller's check: see MissingChunks.
+func (s *Store) PutChunk(hash [32]byte, data []byte) error {
+	if sha256.Sum256(data) != hash {
+		return fmt.Errorf("put chunk %x: %w", hash[:6], ErrChunkHash)
+	}
+	if err := s.enter(); err != nil {
+		return err
+	}
+	defer s.leave()
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	if err := s.checkFailed(); err != nil {
+		return fmt.Errorf("put chunk: %w", err)
+	}
+	if held, err := s.hasChunk(hash); err != nil || held {
+		return err
+	}
+	s.trim.note(len(data))
+	return s.update(func(txn *badger.Txn) error { return txn.Set(chunkKey(hash), data) })
+}
+
+// Chunk returns a copy of the chunk with this hash, or an error wrapping
+// ErrNoChunk.
+func (s *Store) Chunk(hash [32]byte) ([]byte, error) {
+	if err := s.enter(); err != nil {
+		return nil, err
+	}
+	defer s.leave()
+	var data []byte
+	err := s.db.View(func(txn *badger.Txn) error {
+		var found bool
+		var err error
+		data, found, err = get(txn, chunkKey(hash))
+		if err == nil && !found {
+			return ErrNoChunk
+		}
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read chunk %x: %w", hash[:6], err)
+	}
+	s.trim.note(len(data))
+	return data, nil
+}
+
+// HasChunk reports whether the chunk with this hash is held.
+func (s *Store) HasChunk(hash [32]byte) (bool, error) {
+	if err := s.enter(); err != nil {
+		return false, err
+	}
+	defer s.leave()
+	return s.hasChunk(hash)
+}
+
+func (s *Store) hasChunk(hash [32]byte) (bool, error) {
+	var found bool
+	err := s.db.View(func(txn *badger.Txn) error {
+		_, err := txn.Get(chunkKey(hash))
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			return nil
+		}
+		found = err == nil
+		return err
+	})
+	if err != nil {
+		return false, fmt.Errorf("look up chunk: %w", err)
+	}
+	return found, nil
+}
+
+// MissingChunks returns the hashes of a manifest's chunk list (in its order)
+// that are not held. It reads keys only.
+func (s *Store) MissingChunks(hashes [][32]byte) ([][32]byte, error) {
+	if err := s.enter(); err != nil {
+		return nil, err
+	}
+	defer s.leave()
+	var missing [][32]byte
+	err := s.db.View(func(txn *badger.Txn) error {
+		for _, h := range hashes {
+			_, err := txn.Get(chunkKey(h))
+			switch {
+			case errors.Is(err, badger.ErrKeyNotFound):
+				missing = append(missing, h)
+			case err != nil:
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("missing chunks: %w", err)
+	}
+	return missing, nil
+}
+
+// ChunkStats counts the chunks held and their bytes (as badger estimates
+// them from its value pointers, within a few bytes a chunk). It reads keys
+// only.
+func (s *Store) ChunkStats() (chunks int, bytes int64, err error) {
+	if err := s.enter(); err != nil {
+		return 0, 0, err
+	}
+	defer s.leave()
+	err = s.db.View(func(txn *badger.Txn) error {
+		itOpts := badger.DefaultIteratorOptions
+		itOpts.Prefix = []byte(prefixChunk)
+		itOpts.PrefetchValues = false
+		it := txn.NewIterator(itOpts)
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			chunks++
+			bytes += it.Item().ValueSize()
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, 0, fmt.Errorf("count chunks: %w", err)
+	}
+	return chunks, bytes, nil
+}
+
+// Manifest returns the value of an attachment field naming a file with this
+// SHA-256 (any one, when several ops name the same file: their chunk lists
+// are the same), as kept by the x/a/ index of Options.AttachmentFile.
+func (s *Store) Manifest(file [32]byte) (value string, found bool, err error) {
+	if err := s.enter(); err != nil {
+		return "", false, err
+	}
+	defer s.leave()
+	var b []byte
+	err = s.db.View(func(txn *badger.Txn) error {
+		var err error
+		b, found, err = get(txn, manifestKey(file))
+		return err
+	})
+	if err != nil {
+		return "", false, fmt.Errorf("read manifest index: %w", err)
+	}
+	return string(b), found, nil
+}
+
+// Upload is one local file being attached: its chunks are written as they
+// come (Put), then the manifest op that refers to them (Commit), or they are
+// removed again (Abort). Not safe for concurrent use; several Uploads may run
+// at once. An Upload must end with Commit or Abort.
+type Upload struct {
+	s      *Store
+	hashes [][32]byte
+	mine   map[[32]byte]bool
+	done   bool
+}
+
+// BeginUpload starts an upload.
+func (s *Store) BeginUpload() *Upload {
+	return &Upload{s: s, mine: map[[32]byte]bool{}}
+}
+
+// Put keeps one chunk of the file, after checking sha256(data) == hash (else
+// ErrChunkHash, and nothing is written). A chunk already held, or already put
+// by this upload, is not written again.
+func (u *Upload) Put(hash [32]byte, data []byte) error {
+	if u.done {
+		return errors.New("put chunk: upload already ended")
+	}
+	if sha256.Sum256(data) != hash {
+		return fmt.Errorf("put chunk %x: %w", hash[:6], ErrChunkHash)
+	}
+	if u.mine[hash] {
+		return nil
+	}
+	s := u.s
+	if err := s.enter(); err != nil {
+		return err
+	}
+	defer s.leave()
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	if err := s.checkFailed(); err != nil {
+		return fmt.Errorf("put chunk: %w", err)
+	}
+	if c := s.claims[hash]; c != nil {
+		c.count++
+	} else {
+		held, err := s.hasChunk(hash)
+		if err != nil {
+			return err
+		}
+		c = &claim{count: 1, fresh: !held}
+		if !held {
+			s.trim.note(len(data))
+			err := s.update(func(txn *badger.Txn) error {
+				if err := txn.Set(chunkKey(hash), data); err != nil {
+					return err
+				}
+				return txn.Set(uploadKey(hash), []byte{})
+			})
+			if err != nil {
+				return fmt.Errorf("put chunk: %w", err)
+			}
+		}
+		s.claims[hash] = c
+	}
+	u.mine[hash] = true
+	u.hashes = append(u.hashes, hash)
+	return nil
+}
+
+// Commit writes the manifest op: an op of this device updating record
+// recordID with values (the attachment field and its manifest), as
+// Store.Write with KindUpdate, in the same transaction as the removal of the
+// marks of the chunks this upload wrote, so they are kept. On an error
+// (ErrNotFound for an unknown record, or any of Write's) the upload is
+// aborted: its new chunks are removed.
+func (u *Upload) Commit(origin string, key ed25519.PrivateKey, recordID string, values map[string]string, wallMillis int64) (crdt.Opened, error) {
+	if u.done {
+		return crdt.Opened{}, errors.New("commit upload: already ended")
+	}
+	s := u.s
+	if err := s.enter(); err != nil {
+		return crdt.Opened{}, err
+	}
+	defer s.leave()
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	var unmark []entry
+	for _, h := range u.hashes {
+		if s.claims[h].fresh {
+			unmark = append(unmark, entry{key: uploadKey(h), del: true})
+		}
+	}
+	o, err := s.write(origin, key, recordID, crdt.KindUpdate, values, nil, wallMillis, unmark)
+	if err != nil {
+		if aerr := u.abortLocked(); aerr != nil {
+			err = errors.Join(err, aerr)
+		}
+		return crdt.Opened{}, fmt.Errorf("write %s: %w", recordID, err)
+	}
+	for _, h := range u.hashes {
+		c := s.claims[h]
+		c.fresh = false
+		if c.count--; c.count == 0 {
+			delete(s.claims, h)
+		}
+	}
+	u.done = true
+	return o, nil
+}
+
+// Abort ends an upload that is not committed: the chunks it was the first to
+// write, and that no other upload in flight uses, are removed. Aborting an
+// ended upload does nothing.
+func (u *Upload) Abort() error {
+	if u.done {
+		return nil
+	}
+	s := u.s
+	if err := s.enter(); err != nil {
+		return err
+	}
+	defer s.leave()
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	return u.abortLocked()
+}
+
+func (u *Upload) abortLocked() error {
+	s := u.s
+	u.done = true
+	var dels []entry
+	for _, h := range u.hashes {
+		c := s.claims[h]
+		if c.count--; c.count > 0 {
+			continue // another upload in flight uses it, and removes it if it fails
+		}
+		delete(s.claims, h)
+		if c.fresh {
+			dels = append(dels, entry{key: chunkKey(h), del: true}, entry{key: uploadKey(h), del: true})
+		}
+	}
+	if len(dels) == 0 {
+		return nil
+	}
+	if err := s.checkFailed(); err != nil {
+		return nil // the marks stay; Open removes the chunks
+	}
+	if err := s.deleteBatches(dels); err != nil {
+		return fmt.Errorf("remove chunks of an abandoned upload: %w", err)
+	}
+	return nil
+}
+
+// deleteBatches commits deletions in transactions of at most 512 keys.
+func (s *Store) deleteBatches(dels []entry) error {
+	for len(dels) > 0 {
+		n := min(len(dels), 512)
+		if err := s.update(func(txn *badger.Txn) error { return setAll(txn, dels[:n]) }); err != nil {
+			return err
+		}
+		dels = dels[n:]
+	}
+	return nil
+}
+
+// sweepUploads removes, at Open, the chunks of uploads a crash cut: every
+// chunk still marked u/.
+func (s *Store) sweepUploads() (int, error) {
+	var dels []entry
+	err := s.db.View(func(txn *badger.Txn) error {
+		return scan(txn, prefixUpload, false, func(k, _ []byte) error {
+			if len(k) != len(prefixUpload)+32 {
+				return fmt.Errorf("upload mark %q: bad key", k)
+			}
+			var h [32]byte
+			copy(h[:], k[len(prefixUpload):])
+			dels = append(dels, entry{key: chunkKey(h), del: true}, entry{key: uploadKey(h), del: true})
+			return nil
+		})
+	})
+	if err != nil || len(dels) == 0 {
+		return 0, err
+	}
+	return len(dels) / 2, s.deleteBatches(dels)
+}
