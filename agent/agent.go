@@ -36,7 +36,10 @@ type Agent struct {
 
 	mu       sync.Mutex
 	sessions map[string]*session // by libp2p peer id
-	dialing  map[string]bool
+	// extra holds, by peer id, a second session with a device seen at two
+	// addresses at once (clone.go): both copies sync beside each other.
+	extra   map[string]*session
+	dialing map[string]bool
 	// joinPeers remembers the peer id found at each --join address.
 	joinPeers map[string]string
 	names     map[string]deviceInfo // device id -> name and role, from credentials
@@ -60,6 +63,7 @@ type Agent struct {
 	rev            revocationState // revocation.go
 	gossipEpochNow atomic.Uint64   // gossipkey.go
 	forks          forkState       // fork.go
+	clones         cloneState      // clone.go
 	own            ownLog          // fork.go: the gate before writing on the own log
 
 	stop      chan struct{}
@@ -105,6 +109,7 @@ func New(cfg Config) (_ *Agent, err error) {
 		verifier:    verifier,
 		events:      make(chan membership.Event, 256),
 		sessions:    map[string]*session{},
+		extra:       map[string]*session{},
 		dialing:     map[string]bool{},
 		joinPeers:   map[string]string{},
 		names:       map[string]deviceInfo{},
@@ -279,10 +284,8 @@ func (a *Agent) Close() error {
 			a.members.Close()
 		}
 		a.mu.Lock()
-		for _, s := range a.sessions {
-			if s != nil { // nil: a session being opened
-				s.stream.Reset()
-			}
+		for _, s := range a.liveSessionsLocked() {
+			s.stream.Reset()
 		}
 		a.mu.Unlock()
 		if a.host != nil {
@@ -372,10 +375,8 @@ func (a *Agent) deviceName(id string) string {
 func (a *Agent) wakeSessions() {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	for _, s := range a.sessions {
-		if s != nil {
-			s.wake()
-		}
+	for _, s := range a.liveSessionsLocked() {
+		s.wake()
 	}
 }
 
@@ -388,10 +389,8 @@ func (a *Agent) changed() {
 		a.kickReceipts()
 	}
 	a.mu.Lock()
-	for _, s := range a.sessions {
-		if s != nil {
-			s.wake()
-		}
+	for _, s := range a.liveSessionsLocked() {
+		s.wake()
 	}
 	refresh := time.Since(a.digestAt) > time.Second
 	if refresh {
