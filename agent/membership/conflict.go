@@ -1,6 +1,7 @@
 package membership
 
 import (
+	"net/netip"
 	"slices"
 	"time"
 
@@ -39,6 +40,12 @@ type AddressConflict struct {
 	First, Last time.Time
 }
 
+// conflictEntry is a conflict as Membership keeps it.
+type conflictEntry struct {
+	AddressConflict
+	told time.Time // when TellConflicts last told the two copies
+}
+
 // conflictDelegate receives memberlist's name conflicts. memberlist calls it
 // while holding its node lock: it must not block or call back into
 // memberlist.
@@ -62,9 +69,10 @@ func (m *Membership) noteConflict(existing, other *memberlist.Node) {
 	name := existing.Name
 	own := name == m.cfg.DeviceID
 	addrs := [2]string{nodeGossipAddr(existing), nodeGossipAddr(other)}
-	slices.Sort(addrs[:])
-	now := m.now()
-
+	mem := Member{Meta: Meta{DeviceID: name}}
+	if decoded, err := memberFromNode(other); err == nil {
+		mem = decoded
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if !own {
@@ -72,25 +80,29 @@ func (m *Membership) noteConflict(existing, other *memberlist.Node) {
 			return
 		}
 	}
-	c, had := m.conflicts[name]
-	fresh := !had || now.Sub(c.Last) > conflictRecent
+	m.recordConflictLocked(mem, own, addrs)
+}
+
+// recordConflictLocked records a sighting of mem.DeviceID at addrs, and
+// sends a Conflict event when an occurrence begins or its addresses change.
+func (m *Membership) recordConflictLocked(mem Member, own bool, addrs [2]string) {
+	slices.Sort(addrs[:])
+	now := m.now()
+	name := mem.DeviceID
+	e, had := m.conflicts[name]
+	fresh := !had || now.Sub(e.Last) > conflictRecent
 	if fresh {
-		c = AddressConflict{DeviceID: name, Own: own, First: now}
+		e = conflictEntry{AddressConflict: AddressConflict{DeviceID: name, Own: own, First: now}}
 	}
-	moved := c.Addrs != addrs
-	c.Addrs, c.Last = addrs, now
-	m.conflicts[name] = c
+	moved := e.Addrs != addrs
+	e.Addrs, e.Last = addrs, now
+	m.conflicts[name] = e
 	if len(m.conflicts) > maxConflicts {
 		m.forgetStalestConflictLocked()
 	}
-	if !fresh && !moved {
-		return
+	if fresh || moved {
+		m.emitLocked(Event{Kind: Conflict, Member: mem, Conflict: e.AddressConflict})
 	}
-	mem := Member{Meta: Meta{DeviceID: name}}
-	if decoded, err := memberFromNode(other); err == nil {
-		mem = decoded
-	}
-	m.emitLocked(Event{Kind: Conflict, Member: mem, Conflict: c})
 }
 
 func (m *Membership) forgetStalestConflictLocked() {
@@ -122,7 +134,7 @@ func (m *Membership) Conflicts() []AddressConflict {
 	out := make([]AddressConflict, 0, len(m.conflicts))
 	for _, c := range m.conflicts {
 		if now.Sub(c.Last) <= conflictRecent {
-			out = append(out, c)
+			out = append(out, c.AddressConflict)
 		}
 	}
 	m.mu.Unlock()
@@ -136,4 +148,95 @@ func (m *Membership) Conflicts() []AddressConflict {
 		return 0
 	})
 	return out
+}
+
+// tellEvery is how often TellConflicts tells the copies of one device about
+// each other while the conflict lasts: 1 minute, well within
+// conflictRecent, so that a copy memberlist never warned (every peer saw it
+// first and refused the other) stays aware while both run, at one message
+// per copy a minute.
+const tellEvery = time.Minute
+
+// msgConflict tags the one application message this package sends over
+// memberlist (a user message, encrypted and labelled like all gossip):
+//
+//	byte 1, then a CBOR map: 1: device id (text), 2: the two gossip
+//	addresses it was seen at (array of two texts)
+//
+// A node that sees a device at two addresses sends it to both, and a copy
+// that learns another claims its name sends it to that one. Like the
+// metadata it is a hint: a forged one makes a device open its sessions
+// itself and show an alert, nothing more.
+const msgConflict byte = 1
+
+type wireConflict struct {
+	DeviceID string   `cbor:"1,keyasint"`
+	Addrs    []string `cbor:"2,keyasint"`
+}
+
+// TellConflicts tells the copies of every device recently seen at two
+// addresses that the other exists, once every tellEvery per device:
+// memberlist warns only the copy whose claim it refused, so without this a
+// copy that every peer saw first would never learn that its identity runs
+// twice. This node's own conflict is told to the other copy. It returns how
+// many copies were told. It blocks for up to TCPTimeout per unreachable
+// copy; it starts nothing itself.
+func (m *Membership) TellConflicts() int {
+	if m.usable() != nil {
+		return 0
+	}
+	now := m.now()
+	var due []AddressConflict
+	m.mu.Lock()
+	for id, e := range m.conflicts {
+		if now.Sub(e.Last) > conflictRecent || now.Sub(e.told) < tellEvery {
+			continue
+		}
+		e.told = now
+		m.conflicts[id] = e
+		due = append(due, e.AddressConflict)
+	}
+	m.mu.Unlock()
+
+	told := 0
+	for _, c := range due {
+		msg, err := metaEnc.Marshal(wireConflict{DeviceID: c.DeviceID, Addrs: c.Addrs[:]})
+		if err != nil {
+			m.log.Debug("encode a conflict message", "device_id", c.DeviceID, "err", err)
+			continue
+		}
+		msg = append([]byte{msgConflict}, msg...)
+		for _, addr := range c.Addrs {
+			ap, err := netip.ParseAddrPort(addr)
+			if err != nil || addr == m.self {
+				continue
+			}
+			to := &memberlist.Node{Name: c.DeviceID, Addr: ap.Addr().AsSlice(), Port: ap.Port()}
+			if err := m.ml.SendReliable(to, msg); err != nil {
+				m.log.Debug("tell a copy of a device seen at two addresses", "device_id", c.DeviceID, "addr", addr, "err", err)
+				continue
+			}
+			told++
+		}
+	}
+	return told
+}
+
+// takeMessage handles an application message from gossip (memberlist's
+// NotifyMsg: it must not block). Only a claim on this node's own name, at
+// an address that is this node's, is news: memberlist reports the others'.
+func (m *Membership) takeMessage(b []byte) {
+	if len(b) < 2 || b[0] != msgConflict {
+		return
+	}
+	var w wireConflict
+	if err := metaDec.Unmarshal(b[1:], &w); err != nil || len(w.Addrs) != 2 || w.Addrs[0] == w.Addrs[1] {
+		return
+	}
+	if w.DeviceID != m.cfg.DeviceID || (w.Addrs[0] != m.self && w.Addrs[1] != m.self) {
+		return
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.recordConflictLocked(Member{Meta: Meta{DeviceID: w.DeviceID}}, true, [2]string{w.Addrs[0], w.Addrs[1]})
 }

@@ -79,6 +79,23 @@ func TestTwoNodesWithOneNameConflict(t *testing.T) {
 		}
 	}
 
+	// memberlist warned one twin at most; told by the third node, both
+	// know, whichever memberlist kept.
+	if n := third.TellConflicts(); n != 2 {
+		t.Fatalf("TellConflicts told %d copies, want 2", n)
+	}
+	eventually(t, "both twins to know their name is claimed twice", func() bool {
+		return twin1.Conflicted("dev-x") && twin2.Conflicted("dev-x")
+	})
+	for _, twin := range []*node{twin1, twin2} {
+		if c, _ := conflictOf(twin, "dev-x"); !c.Own || !slices.Equal(c.Addrs[:], want) {
+			t.Fatalf("%s's conflict %+v, want its own name at %v", twin.cfg.Listen, c, want)
+		}
+	}
+	if n := third.TellConflicts(); n != 0 {
+		t.Fatalf("TellConflicts told %d copies again at once, want 0 before %v", n, tellEvery)
+	}
+
 	// memberlist reports the claim at every gossip round about the device;
 	// one occurrence is one event.
 	deadline := time.After(3 * third.cfg.PushPullInterval)
@@ -205,5 +222,39 @@ func TestConflictsAreBounded(t *testing.T) {
 	got := n.Conflicts()
 	if len(got) != maxConflicts || got[0].DeviceID != "dev-005" {
 		t.Fatalf("%d conflicts kept, first %q; want %d from dev-005", len(got), got[0].DeviceID, maxConflicts)
+	}
+}
+
+// A conflict message counts only when it is about this node's own name and
+// one of its addresses is this node's.
+func TestConflictMessageAboutSomeoneElseIgnored(t *testing.T) {
+	n := loneNode(t, "dev-x", &clock{t: time.Now()})
+	self := gossipOf(t, n)
+	msg := func(id string, addrs ...string) []byte {
+		b, err := metaEnc.Marshal(wireConflict{DeviceID: id, Addrs: addrs})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return append([]byte{msgConflict}, b...)
+	}
+	for name, b := range map[string][]byte{
+		"another device":    msg("dev-y", self, "127.0.0.1:7003"),
+		"neither address":   msg("dev-x", "127.0.0.1:7001", "127.0.0.1:7003"),
+		"one address":       msg("dev-x", self),
+		"the same twice":    msg("dev-x", self, self),
+		"another tag":       append([]byte{9}, msg("dev-x", self, "127.0.0.1:7003")[1:]...),
+		"not CBOR":          {msgConflict, 0xff, 0x00},
+		"empty":             {},
+		"tag and nothing":   {msgConflict},
+		"truncated message": msg("dev-x", self, "127.0.0.1:7003")[:8],
+	} {
+		n.takeMessage(b)
+		if n.Conflicted("dev-x") || n.Conflicted("dev-y") {
+			t.Fatalf("%s: counted as a conflict", name)
+		}
+	}
+	n.takeMessage(msg("dev-x", "127.0.0.1:7003", self))
+	if c, ok := conflictOf(n, "dev-x"); !ok || !c.Own {
+		t.Fatalf("a genuine message not recorded: %+v, %v", c, ok)
 	}
 }

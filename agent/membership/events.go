@@ -127,8 +127,9 @@ func (m *Membership) emitLocked(ev Event) {
 	}
 }
 
-// delegate provides this node's metadata to memberlist. The other methods
-// are unused: gossip carries hints only, no application messages.
+// delegate provides this node's metadata to memberlist and takes the one
+// application message, about a device seen at two addresses (conflict.go).
+// The other methods are unused: gossip carries hints only, never records.
 type delegate struct{ m *Membership }
 
 var _ memberlist.Delegate = delegate{}
@@ -144,7 +145,7 @@ func (d delegate) NodeMeta(limit int) []byte {
 	return own.enc
 }
 
-func (delegate) NotifyMsg([]byte)                           {}
+func (d delegate) NotifyMsg(b []byte)                       { d.m.takeMessage(b) }
 func (delegate) GetBroadcasts(overhead, limit int) [][]byte { return nil }
 func (delegate) LocalState(join bool) []byte                { return nil }
 func (delegate) MergeRemoteState(buf []byte, join bool)     {}

@@ -53,13 +53,13 @@ type Membership struct {
 	// delegates while holding its own node lock and those take mu, so no
 	// memberlist method may be called with mu held.
 	mu        sync.Mutex
-	members   map[string]memberEntry     // alive members except self, by DeviceID
-	known     map[string]knownAddr       // gossip address -> what we know of it
-	seq       uint64                     // orders known addresses by recency
-	badLogged map[string]bool            // node names whose bad metadata was logged
-	conflicts map[string]AddressConflict // by DeviceID (conflict.go)
-	left      bool                       // Leave or Close began
-	closed    bool                       // Close began: no more events are sent
+	members   map[string]memberEntry   // alive members except self, by DeviceID
+	known     map[string]knownAddr     // gossip address -> what we know of it
+	seq       uint64                   // orders known addresses by recency
+	badLogged map[string]bool          // node names whose bad metadata was logged
+	conflicts map[string]conflictEntry // by DeviceID (conflict.go)
+	left      bool                     // Leave or Close began
+	closed    bool                     // Close began: no more events are sent
 
 	keys keyRotation
 
@@ -106,7 +106,7 @@ func New(cfg Config) (*Membership, error) {
 		members:   make(map[string]memberEntry),
 		known:     make(map[string]knownAddr),
 		badLogged: make(map[string]bool),
-		conflicts: make(map[string]AddressConflict),
+		conflicts: make(map[string]conflictEntry),
 		now:       time.Now,
 	}
 	own := Meta{DeviceID: cfg.DeviceID, PeerID: cfg.PeerID, DataPort: plan.dataPort}
