@@ -2,6 +2,7 @@ package agent
 
 import (
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/fieldsync/fieldsync/agent/api"
@@ -22,14 +23,17 @@ import (
 //     id beside the one already running (a.extra) instead of replacing it,
 //     so both copies sync at once and the fork machinery sees both
 //     branches;
+//   - tells both copies about each other (membership.TellConflicts):
+//     memberlist warns only the copy whose claim it refused;
 //   - on a copy that learns its own identity is claimed elsewhere, opens
 //     its sessions itself whatever the peer-id order says: the peer's own
 //     dial reaches one copy only, whichever libp2p picks.
 
 // cloneState remembers which conflict occurrences were logged.
 type cloneState struct {
-	mu     sync.Mutex
-	logged map[string]time.Time // device id -> start of the occurrence logged
+	mu      sync.Mutex
+	logged  map[string]time.Time // device id -> start of the occurrence logged
+	telling atomic.Bool          // a tellClones goroutine runs
 }
 
 // cloned reports whether deviceID (this device's own included) was seen at
@@ -38,10 +42,11 @@ func (a *Agent) cloned(deviceID string) bool {
 	return a.members != nil && a.members.Conflicted(deviceID)
 }
 
-// noteClones logs each conflict occurrence once, and when this device's own
-// identity is claimed elsewhere, opens the sessions this side would
-// otherwise wait for. Called on Conflict events and on every safety pass,
-// so an event dropped on a full channel costs at most one pass.
+// noteClones logs each conflict occurrence once, tells the copies, and when
+// this device's own identity is claimed elsewhere, opens the sessions this
+// side would otherwise wait for. Called on Conflict events and on every
+// safety pass, so an event dropped on a full channel costs at most one
+// pass.
 func (a *Agent) noteClones() {
 	conflicts := a.members.Conflicts()
 	var fresh []membership.AddressConflict
@@ -64,7 +69,7 @@ func (a *Agent) noteClones() {
 				"device_id", c.DeviceID, "addrs", c.Addrs[:])
 		} else {
 			a.log.Error("one device identity is online at two addresses at once: its data directory was copied to another laptop (cảnh báo: một danh tính dùng trên hai máy); stop one copy and provision the other anew",
-				"device", a.deviceName(c.DeviceID), "device_id", c.DeviceID, "addrs", c.Addrs[:])
+				"peer", a.deviceName(c.DeviceID), "device_id", c.DeviceID, "addrs", c.Addrs[:])
 		}
 	}
 	if ownNew {
@@ -72,6 +77,26 @@ func (a *Agent) noteClones() {
 			a.ensureSession(p.PeerID)
 		}
 	}
+	if len(conflicts) > 0 {
+		a.tellClones()
+	}
+}
+
+// tellClones runs membership.TellConflicts in the background, one at a
+// time: it dials each copy, which the membership watcher and the safety
+// pass must not wait for.
+func (a *Agent) tellClones() {
+	if !a.clones.telling.CompareAndSwap(false, true) {
+		return
+	}
+	a.wg.Add(1)
+	go func() {
+		defer a.wg.Done()
+		defer a.clones.telling.Store(false)
+		if n := a.members.TellConflicts(); n > 0 {
+			a.log.Debug("told the copies of a cloned identity about each other", "copies", n)
+		}
+	}()
 }
 
 // cloneAlerts lists the recent conflicts as alerts.

@@ -92,22 +92,28 @@ func (a *Agent) ensureSession(peerID string) {
 		st, err := a.host.Open(ctx, peerID, wire.Protocol)
 		cancel()
 		if err != nil {
-			a.mu.Lock()
-			delete(a.sessions, peerID)
-			a.mu.Unlock()
+			a.dropReservation(peerID)
 			a.log.Debug("open sync session", "peer_id", peerID, "err", err)
 			return
 		}
 		peer, ok := a.admittedPeer(peerID)
 		if !ok {
 			st.Reset()
-			a.mu.Lock()
-			delete(a.sessions, peerID)
-			a.mu.Unlock()
+			a.dropReservation(peerID)
 			return
 		}
-		a.runSession(peer, st, false)
+		a.runSession(peer, st, opened)
 	}()
+}
+
+// dropReservation frees the slot ensureSession reserved, unless a session
+// the peer opened meanwhile holds it.
+func (a *Agent) dropReservation(peerID string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if s, ok := a.sessions[peerID]; ok && s == nil {
+		delete(a.sessions, peerID)
+	}
 }
 
 func (a *Agent) admittedPeer(peerID string) (transport.Peer, bool) {
@@ -140,7 +146,11 @@ func (a *Agent) acceptSession(p transport.Peer, st transport.Stream) {
 	}
 	a.wg.Add(1)
 	defer a.wg.Done()
-	a.runSession(p, st, second)
+	kind := accepted
+	if second {
+		kind = acceptedSecond
+	}
+	a.runSession(p, st, kind)
 }
 
 // slots is the map sessions are kept in: the second sessions with cloned
@@ -166,9 +176,21 @@ func (a *Agent) liveSessionsLocked() []*session {
 	return out
 }
 
-// runSession runs a session until it ends, kept in the ordinary slots or,
-// when second, beside the one running with that peer id (clone.go).
-func (a *Agent) runSession(p transport.Peer, st transport.Stream, second bool) {
+// sessionKind says who opened a session and where it is kept.
+type sessionKind int
+
+const (
+	opened         sessionKind = iota // this side opened it
+	accepted                          // the peer opened it
+	acceptedSecond                    // the peer opened it beside a running one (clone.go)
+)
+
+// runSession runs a session until it ends. When both sides opened one at
+// once (a copy of a cloned identity opens whatever the peer-id order), the
+// first to start serves the pair if it is the peer's; a session the peer
+// opened replaces whatever runs, as acceptSession says.
+func (a *Agent) runSession(p transport.Peer, st transport.Stream, kind sessionKind) {
+	second := kind == acceptedSecond
 	s := &session{
 		a:      a,
 		peer:   p,
@@ -195,6 +217,14 @@ func (a *Agent) runSession(p transport.Peer, st transport.Stream, second bool) {
 	default:
 	}
 	slot := a.slots(second)
+	if cur := slot[p.PeerID]; cur != nil {
+		if kind == opened {
+			a.mu.Unlock()
+			st.Reset()
+			return
+		}
+		cur.stream.Reset()
+	}
 	slot[p.PeerID] = s
 	peerRole := a.names[p.DeviceID].Role
 	a.mu.Unlock()
