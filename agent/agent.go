@@ -30,9 +30,12 @@ type Agent struct {
 	store    *store.Store
 	host     *transport.Host
 	members  *membership.Membership
-	api      *api.Server
-	apiLn    net.Listener
-	events   chan membership.Event
+	// gossip is members once New has made it, for the transport's
+	// callbacks, which may run before New returns (clone.go).
+	gossip atomic.Pointer[membership.Membership]
+	api    *api.Server
+	apiLn  net.Listener
+	events chan membership.Event
 
 	mu       sync.Mutex
 	sessions map[string]*session // by libp2p peer id
@@ -199,6 +202,7 @@ func New(cfg Config) (_ *Agent, err error) {
 	if a.members, err = membership.New(mc); err != nil {
 		return nil, fmt.Errorf("start LAN membership: %w", err)
 	}
+	a.gossip.Store(a.members)
 	if gk.pending != nil {
 		if err := a.members.RotateKey(gk.pending, gk.remaining); err != nil {
 			return nil, fmt.Errorf("resume the gossip key change: %w", err)

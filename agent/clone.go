@@ -38,8 +38,11 @@ type cloneState struct {
 
 // cloned reports whether deviceID (this device's own included) was seen at
 // two addresses at once lately.
+// Sessions ask it from the transport's callbacks, which may run before
+// New has made the membership.
 func (a *Agent) cloned(deviceID string) bool {
-	return a.members != nil && a.members.Conflicted(deviceID)
+	m := a.gossip.Load()
+	return m != nil && m.Conflicted(deviceID)
 }
 
 // noteClones logs each conflict occurrence once, tells the copies, and when
