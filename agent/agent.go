@@ -30,12 +30,12 @@ type Agent struct {
 	store    *store.Store
 	host     *transport.Host
 	members  *membership.Membership
+	api      *api.Server
+	apiLn    net.Listener
+	events   chan membership.Event
 	// gossip is members once New has made it, for the transport's
 	// callbacks, which may run before New returns (clone.go).
 	gossip atomic.Pointer[membership.Membership]
-	api    *api.Server
-	apiLn  net.Listener
-	events chan membership.Event
 
 	mu       sync.Mutex
 	sessions map[string]*session // by libp2p peer id
