@@ -33,10 +33,16 @@ type Agent struct {
 	api      *api.Server
 	apiLn    net.Listener
 	events   chan membership.Event
+	// gossip is members once New has made it, for the transport's
+	// callbacks, which may run before New returns (clone.go).
+	gossip atomic.Pointer[membership.Membership]
 
 	mu       sync.Mutex
 	sessions map[string]*session // by libp2p peer id
-	dialing  map[string]bool
+	// extra holds, by peer id, a second session with a device seen at two
+	// addresses at once (clone.go): both copies sync beside each other.
+	extra   map[string]*session
+	dialing map[string]bool
 	// joinPeers remembers the peer id found at each --join address.
 	joinPeers map[string]string
 	names     map[string]deviceInfo // device id -> name and role, from credentials
@@ -60,6 +66,7 @@ type Agent struct {
 	rev            revocationState // revocation.go
 	gossipEpochNow atomic.Uint64   // gossipkey.go
 	forks          forkState       // fork.go
+	clones         cloneState      // clone.go
 	own            ownLog          // fork.go: the gate before writing on the own log
 
 	stop      chan struct{}
@@ -105,6 +112,7 @@ func New(cfg Config) (_ *Agent, err error) {
 		verifier:    verifier,
 		events:      make(chan membership.Event, 256),
 		sessions:    map[string]*session{},
+		extra:       map[string]*session{},
 		dialing:     map[string]bool{},
 		joinPeers:   map[string]string{},
 		names:       map[string]deviceInfo{},
@@ -195,6 +203,7 @@ func New(cfg Config) (_ *Agent, err error) {
 	if a.members, err = membership.New(mc); err != nil {
 		return nil, fmt.Errorf("start LAN membership: %w", err)
 	}
+	a.gossip.Store(a.members)
 	if gk.pending != nil {
 		if err := a.members.RotateKey(gk.pending, gk.remaining); err != nil {
 			return nil, fmt.Errorf("resume the gossip key change: %w", err)
@@ -281,10 +290,8 @@ func (a *Agent) Close() error {
 			a.members.Close()
 		}
 		a.mu.Lock()
-		for _, s := range a.sessions {
-			if s != nil { // nil: a session being opened
-				s.stream.Reset()
-			}
+		for _, s := range a.liveSessionsLocked() {
+			s.stream.Reset()
 		}
 		a.mu.Unlock()
 		if a.host != nil {
@@ -374,10 +381,8 @@ func (a *Agent) deviceName(id string) string {
 func (a *Agent) wakeSessions() {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	for _, s := range a.sessions {
-		if s != nil {
-			s.wake()
-		}
+	for _, s := range a.liveSessionsLocked() {
+		s.wake()
 	}
 }
 
@@ -390,10 +395,8 @@ func (a *Agent) changed() {
 		a.kickReceipts()
 	}
 	a.mu.Lock()
-	for _, s := range a.sessions {
-		if s != nil {
-			s.wake()
-		}
+	for _, s := range a.liveSessionsLocked() {
+		s.wake()
 	}
 	refresh := time.Since(a.digestAt) > time.Second
 	if refresh {

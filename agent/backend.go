@@ -146,6 +146,11 @@ func (a *Agent) peers() []api.Peer {
 		}
 		a.mu.Lock()
 		s, syncing := a.sessions[p.PeerID]
+		if s == nil {
+			// Only the second session of a cloned identity runs.
+			s = a.extra[p.PeerID]
+			syncing = syncing || s != nil
+		}
 		info := a.names[p.DeviceID]
 		a.mu.Unlock()
 		peer := &api.Peer{Name: p.Name, DeviceID: p.DeviceID, Role: string(info.Role), Addr: p.Addr,

@@ -80,7 +80,7 @@ func (a *Agent) alerts() []api.Alert {
 	for _, f := range a.forkList() {
 		out = append(out, api.Alert{Kind: api.AlertFork, Device: f.Origin, Seq: f.Seq})
 	}
-	return out
+	return append(out, a.cloneAlerts()...)
 }
 
 // rewound is called after the store moved a losing branch of origin out of
@@ -97,11 +97,9 @@ func (a *Agent) rewound(origin string) {
 		}
 	}
 	a.mu.Lock()
-	for _, s := range a.sessions {
-		if s != nil {
-			s.rehello.Store(true)
-			s.wake()
-		}
+	for _, s := range a.liveSessionsLocked() {
+		s.rehello.Store(true)
+		s.wake()
 	}
 	a.mu.Unlock()
 	a.changed()
@@ -213,10 +211,7 @@ func (a *Agent) checkOwnLog() {
 	held := a.store.Head(a.dev.ID()).Seq
 	ready, ahead := 0, uint64(0)
 	a.mu.Lock()
-	for _, s := range a.sessions {
-		if s == nil {
-			continue
-		}
+	for _, s := range a.liveSessionsLocked() {
 		s.mu.Lock()
 		if s.sm.Ready() {
 			ready++

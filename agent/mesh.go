@@ -21,6 +21,8 @@ func (a *Agent) watchMembers() {
 				a.reach(ev.Member)
 			case membership.Left:
 				a.log.Info("peer left the LAN", "peer", a.deviceName(ev.Member.DeviceID))
+			case membership.Conflict:
+				a.noteClones()
 			}
 		}
 	}
@@ -97,6 +99,7 @@ func (a *Agent) safetyLoop() {
 // pass runs one safety pass and reports whether the configured join targets
 // are reached (true when there are none).
 func (a *Agent) pass() bool {
+	a.noteClones()
 	for _, p := range a.host.Admitted() {
 		a.ensureSession(p.PeerID)
 	}

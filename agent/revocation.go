@@ -167,18 +167,24 @@ func (a *Agent) enforceRevocation(l *identity.RevocationList) {
 		reason := revokedReason(r, l.Number)
 		a.log.Warn("disconnecting revoked peer", "peer", p.Name, "device_id", p.DeviceID, "reason", reason)
 		a.mu.Lock()
-		s := a.sessions[p.PeerID]
+		// The second session too, when the identity runs on two
+		// laptops (clone.go): revoked, both copies are out.
+		running := []*session{a.sessions[p.PeerID], a.extra[p.PeerID]}
 		a.mu.Unlock()
 		peerID := p.PeerID
 		a.wg.Add(1)
 		go func() {
 			defer a.wg.Done()
-			if s != nil {
+			timeout := time.After(2 * time.Second)
+			for _, s := range running {
+				if s == nil {
+					continue
+				}
 				// The session tells the peer why, then ends.
 				s.wake()
 				select {
 				case <-s.done:
-				case <-time.After(2 * time.Second):
+				case <-timeout:
 				case <-a.stop:
 				}
 			}

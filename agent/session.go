@@ -24,6 +24,9 @@ type session struct {
 	a      *Agent
 	peer   transport.Peer
 	stream transport.Stream
+	// second: a session beside another with the same peer id, the peer's
+	// identity being online at two addresses at once (clone.go).
+	second bool
 	out    *wire.Writer
 	in     *wire.Reader
 	wakeCh chan struct{}
@@ -67,9 +70,11 @@ func (s *session) wake() {
 }
 
 // ensureSession opens a session to an admitted peer unless one runs, when
-// this side is the opener of the pair.
+// this side is the opener of the pair: the smaller peer id, or this side
+// whatever the order while its own identity is online elsewhere too
+// (clone.go), since the peer's dial reaches only one of the two copies.
 func (a *Agent) ensureSession(peerID string) {
-	if a.host.PeerID() > peerID {
+	if a.host.PeerID() > peerID && !a.cloned(a.dev.ID()) {
 		return
 	}
 	a.mu.Lock()
@@ -87,22 +92,28 @@ func (a *Agent) ensureSession(peerID string) {
 		st, err := a.host.Open(ctx, peerID, wire.Protocol)
 		cancel()
 		if err != nil {
-			a.mu.Lock()
-			delete(a.sessions, peerID)
-			a.mu.Unlock()
+			a.dropReservation(peerID)
 			a.log.Debug("open sync session", "peer_id", peerID, "err", err)
 			return
 		}
 		peer, ok := a.admittedPeer(peerID)
 		if !ok {
 			st.Reset()
-			a.mu.Lock()
-			delete(a.sessions, peerID)
-			a.mu.Unlock()
+			a.dropReservation(peerID)
 			return
 		}
-		a.runSession(peer, st)
+		a.runSession(peer, st, opened)
 	}()
+}
+
+// dropReservation frees the slot ensureSession reserved, unless a session
+// the peer opened meanwhile holds it.
+func (a *Agent) dropReservation(peerID string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if s, ok := a.sessions[peerID]; ok && s == nil {
+		delete(a.sessions, peerID)
+	}
 }
 
 func (a *Agent) admittedPeer(peerID string) (transport.Peer, bool) {
@@ -115,11 +126,19 @@ func (a *Agent) admittedPeer(peerID string) (transport.Peer, bool) {
 }
 
 // acceptSession serves a session the peer opened. A newer session from the
-// same peer replaces an older one (the old stream may be half dead).
+// same peer replaces an older one (the old stream may be half dead), except
+// from a device seen at two addresses at once: there the two sessions are
+// likely two copies of one identity, and the newcomer runs beside the
+// first as the second session (clone.go), replacing only an older second
+// one.
 func (a *Agent) acceptSession(p transport.Peer, st transport.Stream) {
+	cloned := a.cloned(p.DeviceID) // before a.mu: membership has its own lock
 	a.mu.Lock()
-	old := a.sessions[p.PeerID]
-	a.sessions[p.PeerID] = nil
+	_, busy := a.sessions[p.PeerID] // running, or being opened
+	second := cloned && busy
+	slot := a.slots(second)
+	old := slot[p.PeerID]
+	slot[p.PeerID] = nil
 	a.mu.Unlock()
 	if old != nil {
 		old.stream.Reset()
@@ -127,10 +146,51 @@ func (a *Agent) acceptSession(p transport.Peer, st transport.Stream) {
 	}
 	a.wg.Add(1)
 	defer a.wg.Done()
-	a.runSession(p, st)
+	kind := accepted
+	if second {
+		kind = acceptedSecond
+	}
+	a.runSession(p, st, kind)
 }
 
-func (a *Agent) runSession(p transport.Peer, st transport.Stream) {
+// slots is the map sessions are kept in: the second sessions with cloned
+// devices, or the ordinary ones.
+func (a *Agent) slots(second bool) map[string]*session {
+	if second {
+		return a.extra
+	}
+	return a.sessions
+}
+
+// liveSessionsLocked returns every running session, the second ones
+// included. a.mu must be held.
+func (a *Agent) liveSessionsLocked() []*session {
+	out := make([]*session, 0, len(a.sessions)+len(a.extra))
+	for _, m := range []map[string]*session{a.sessions, a.extra} {
+		for _, s := range m {
+			if s != nil { // nil: a session being opened
+				out = append(out, s)
+			}
+		}
+	}
+	return out
+}
+
+// sessionKind says who opened a session and where it is kept.
+type sessionKind int
+
+const (
+	opened         sessionKind = iota // this side opened it
+	accepted                          // the peer opened it
+	acceptedSecond                    // the peer opened it beside a running one (clone.go)
+)
+
+// runSession runs a session until it ends. When both sides opened one at
+// once (a copy of a cloned identity opens whatever the peer-id order), the
+// first to start serves the pair if it is the peer's; a session the peer
+// opened replaces whatever runs, as acceptSession says.
+func (a *Agent) runSession(p transport.Peer, st transport.Stream, kind sessionKind) {
+	second := kind == acceptedSecond
 	s := &session{
 		a:      a,
 		peer:   p,
@@ -143,6 +203,8 @@ func (a *Agent) runSession(p transport.Peer, st transport.Stream) {
 		sm:     syncer.New(a.cfg.Sync),
 		start:  time.Now(),
 
+		second: second,
+
 		receiptsSent: map[string]int64{},
 		forksSent:    map[string]bool{},
 	}
@@ -154,7 +216,16 @@ func (a *Agent) runSession(p transport.Peer, st transport.Stream) {
 		return
 	default:
 	}
-	a.sessions[p.PeerID] = s
+	slot := a.slots(second)
+	if cur := slot[p.PeerID]; cur != nil {
+		if kind == opened {
+			a.mu.Unlock()
+			st.Reset()
+			return
+		}
+		cur.stream.Reset()
+	}
+	slot[p.PeerID] = s
 	peerRole := a.names[p.DeviceID].Role
 	a.mu.Unlock()
 	if a.isHub && peerRole != identity.RoleHub {
@@ -168,14 +239,19 @@ func (a *Agent) runSession(p transport.Peer, st transport.Stream) {
 	}
 	defer func() {
 		a.mu.Lock()
-		if a.sessions[p.PeerID] == s {
-			delete(a.sessions, p.PeerID)
+		if slot[p.PeerID] == s {
+			delete(slot, p.PeerID)
 		}
 		a.mu.Unlock()
 		close(s.done)
 	}()
 	log := a.log.With("peer", p.Name)
-	log.Debug("sync session started")
+	if second {
+		log = log.With("second", true)
+		log.Info("second sync session started: this device is online at two addresses at once")
+	} else {
+		log.Debug("sync session started")
+	}
 	err := s.run()
 	st.Reset()
 	stats := s.sm.Stats()

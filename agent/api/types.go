@@ -117,13 +117,27 @@ type Status struct {
 // check.
 const AlertFork = "fork"
 
+// AlertClone: one device identity is online at two addresses at once (its
+// data directory copied to a second laptop). Both copies keep working and
+// nothing is lost (their branches show as a fork), but every write of one
+// copy forks the log again until one copy is stopped and the other device
+// provisioned anew. The alert lasts while the two are seen together, and a
+// few minutes after.
+const AlertClone = "clone"
+
 // Alert is one thing an operator must look at.
 type Alert struct {
 	Kind string `json:"kind"`
 	// Device is the device id the alert is about.
 	Device string `json:"device"`
-	// Seq is the number (in that device's log) where its log forked.
+	// Seq is the number (in that device's log) where its log forked (fork
+	// alerts).
 	Seq uint64 `json:"seq"`
+	// Addrs are the two gossip addresses the device was seen at (clone
+	// alerts).
+	Addrs []string `json:"addrs,omitempty"`
+	// Since is when the alert was first raised (clone alerts).
+	Since *time.Time `json:"since,omitempty"`
 }
 
 // Upstream is the agent's view of delivery to the hub.

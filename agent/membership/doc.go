@@ -18,6 +18,15 @@
 // memberlist binds the same host at PORT+1 over TCP and UDP (see
 // GossipAddr), and Join takes the libp2p-style address of a peer.
 //
+// One device id alive at two addresses at once (a data directory copied to
+// a second laptop) is something memberlist cannot represent: it keeps the
+// address it saw first and ignores the other. Membership records each such
+// conflict as memberlist reports it (Conflicted, Conflicts), telling a
+// conflict about this node's own name (another process claims our
+// identity) from one about another device, and sends a Conflict event when
+// an occurrence begins, so that the agent can raise an alert and sync with
+// both copies.
+//
 // memberlist never re-probes a node that has been dead for longer than its
 // GossipToTheDeadTime, so two laptops separated for a while stay apart for
 // good. Membership therefore remembers every address it ever joined or saw

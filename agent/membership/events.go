@@ -18,6 +18,11 @@ const (
 	Left
 	// Updated: the member's metadata changed, typically its Digest.
 	Updated
+	// Conflict: a device id was seen alive at two addresses at once
+	// (Event.Conflict says which and where). Sent when an occurrence begins
+	// or its addresses change, not at every sighting; Conflicted answers at
+	// any time.
+	Conflict
 )
 
 func (k EventKind) String() string {
@@ -28,14 +33,20 @@ func (k EventKind) String() string {
 		return "left"
 	case Updated:
 		return "updated"
+	case Conflict:
+		return "conflict"
 	}
 	return fmt.Sprintf("EventKind(%d)", int(k))
 }
 
 // Event is a change of membership, sent on Config.Events.
 type Event struct {
-	Kind   EventKind
+	Kind EventKind
+	// Member is the member the event is about. For a Conflict, it is what
+	// the claim from the other address said (DeviceID at least).
 	Member Member
+	// Conflict is set for Kind Conflict.
+	Conflict AddressConflict
 }
 
 // eventDelegate receives memberlist's membership notifications. memberlist
@@ -116,8 +127,9 @@ func (m *Membership) emitLocked(ev Event) {
 	}
 }
 
-// delegate provides this node's metadata to memberlist. The other methods
-// are unused: gossip carries hints only, no application messages.
+// delegate provides this node's metadata to memberlist and takes the one
+// application message, about a device seen at two addresses (conflict.go).
+// The other methods are unused: gossip carries hints only, never records.
 type delegate struct{ m *Membership }
 
 var _ memberlist.Delegate = delegate{}
@@ -133,7 +145,7 @@ func (d delegate) NodeMeta(limit int) []byte {
 	return own.enc
 }
 
-func (delegate) NotifyMsg([]byte)                           {}
+func (d delegate) NotifyMsg(b []byte)                       { d.m.takeMessage(b) }
 func (delegate) GetBroadcasts(overhead, limit int) [][]byte { return nil }
 func (delegate) LocalState(join bool) []byte                { return nil }
 func (delegate) MergeRemoteState(buf []byte, join bool)     {}

@@ -67,6 +67,10 @@ func (b *logBridge) refusal(msg []byte) bool {
 	return true
 }
 
+// conflictLine starts memberlist's line about a name claimed from a second
+// address (conflict.go).
+var conflictLine = []byte("Conflicting address for ")
+
 // levels maps memberlist's prefixes to slog levels; [DEBUG] stays Debug
 // because memberlist logs every stream connection at that level.
 var levels = []struct {
@@ -95,6 +99,12 @@ func (b *logBridge) Write(p []byte) (int, error) {
 	}
 	if level >= slog.LevelWarn && b.refusal(msg) {
 		return len(p), nil
+	}
+	if bytes.HasPrefix(msg, conflictLine) {
+		// memberlist says this at every gossip about the device, several
+		// times a second; the conflict delegate records it and the agent
+		// logs each occurrence once.
+		level = slog.LevelDebug
 	}
 	// Checked first so that idle debug chatter costs no allocation.
 	if !b.l.Enabled(context.Background(), level) {

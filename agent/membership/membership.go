@@ -53,17 +53,20 @@ type Membership struct {
 	// delegates while holding its own node lock and those take mu, so no
 	// memberlist method may be called with mu held.
 	mu        sync.Mutex
-	members   map[string]memberEntry // alive members except self, by DeviceID
-	known     map[string]knownAddr   // gossip address -> what we know of it
-	seq       uint64                 // orders known addresses by recency
-	badLogged map[string]bool        // node names whose bad metadata was logged
-	left      bool                   // Leave or Close began
-	closed    bool                   // Close began: no more events are sent
+	members   map[string]memberEntry   // alive members except self, by DeviceID
+	known     map[string]knownAddr     // gossip address -> what we know of it
+	seq       uint64                   // orders known addresses by recency
+	badLogged map[string]bool          // node names whose bad metadata was logged
+	conflicts map[string]conflictEntry // by DeviceID (conflict.go)
+	left      bool                     // Leave or Close began
+	closed    bool                     // Close began: no more events are sent
 
 	keys keyRotation
 
 	dropped     atomic.Uint64 // events dropped on a full channel
 	metaUpdates atomic.Uint64 // UpdateNode calls made by SetDigest
+
+	now func() time.Time // the clock conflicts are dated by; tests replace it
 }
 
 type ownMeta struct {
@@ -103,6 +106,8 @@ func New(cfg Config) (*Membership, error) {
 		members:   make(map[string]memberEntry),
 		known:     make(map[string]knownAddr),
 		badLogged: make(map[string]bool),
+		conflicts: make(map[string]conflictEntry),
+		now:       time.Now,
 	}
 	own := Meta{DeviceID: cfg.DeviceID, PeerID: cfg.PeerID, DataPort: plan.dataPort}
 	enc, err := encodeMeta(own)
@@ -162,6 +167,7 @@ func (m *Membership) memberlistConfig() (*memberlist.Config, error) {
 
 	mc.Delegate = delegate{m}
 	mc.Events = eventDelegate{m}
+	mc.Conflict = conflictDelegate{m}
 	mc.Logger = newStdLogger(m.log)
 	return mc, nil
 }

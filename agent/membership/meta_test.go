@@ -247,6 +247,7 @@ func TestLogBridgeLevels(t *testing.T) {
 	l.Printf("[WARN] memberlist: Refuting a suspect message (from: dev-c)")
 	l.Printf("[ERR] memberlist: Failed to receive: boom from=127.0.0.1:5001")
 	l.Printf("[ERR] Failed to shutdown transport: boom")
+	l.Printf("[ERR] memberlist: Conflicting address for dev-x. Mine: 127.0.0.1:5003 Theirs: 127.0.0.1:5005 Old state: 0")
 	l.Printf("no prefix at all")
 	for _, tc := range []struct {
 		level slog.Level
@@ -257,6 +258,8 @@ func TestLogBridgeLevels(t *testing.T) {
 		{slog.LevelWarn, "Refuting a suspect message (from: dev-c)"},
 		{slog.LevelError, "Failed to receive: boom from=127.0.0.1:5001"},
 		{slog.LevelError, "Failed to shutdown transport: boom"},
+		// Recorded by the conflict delegate; the agent logs it once.
+		{slog.LevelDebug, "Conflicting address for dev-x. Mine: 127.0.0.1:5003 Theirs: 127.0.0.1:5005 Old state: 0"},
 		{slog.LevelInfo, "no prefix at all"},
 	} {
 		got := rec.find(tc.level, tc.msg)

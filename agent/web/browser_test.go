@@ -6,6 +6,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/chromedp/chromedp"
 
@@ -78,6 +79,38 @@ func TestOverviewShowsDeviceTeamAndSafety(t *testing.T) {
 	}
 	// A tile leads to its queue.
 	do(t, ctx, webtest.Click(`[data-tile="duplicates"]`), webtest.WaitTextIn("main h1", "Hồ sơ có thể trùng"))
+}
+
+// Alerts show in both languages whatever the switch says, naming the
+// device; a clone alert gives both addresses and since when.
+func TestOverviewShowsForkAndCloneAlerts(t *testing.T) {
+	f := newFakeAgent(t, true)
+	since := baseTime.Add(-2 * time.Hour) // 2026-11-17 23:30 UTC, 06:30 the next day in Vietnam
+	f.mu.Lock()
+	f.alerts = []api.Alert{
+		{Kind: api.AlertFork, Device: devB.id, Seq: 7},
+		{Kind: api.AlertClone, Device: devB.id, Addrs: []string{"192.168.1.20:7422", "192.168.1.31:7422"}, Since: &since},
+	}
+	f.mu.Unlock()
+	ctx := webtest.NewBrowser(t)
+	dumpOnFailure(t, ctx, f)
+	do(t, ctx, webtest.Open(f.URL()), webtest.WaitTextIn(`[data-alert="clone"]`, "192.168.1.31:7422"))
+	if n := eval[int](t, ctx, `document.querySelectorAll('.notice-alert [data-alert]').length`); n != 2 {
+		t.Errorf("%d alerts shown, want 2", n)
+	}
+	clone := text(t, ctx, `[data-alert="clone"]`)
+	for _, want := range []string{devB.name, "192.168.1.20:7422, 192.168.1.31:7422", "18/11/2026 06:30",
+		"đang chạy cùng lúc ở hai địa chỉ", "online at two addresses at once", "fieldsync device init"} {
+		if !strings.Contains(clone, want) {
+			t.Errorf("clone alert %q lacks %q", clone, want)
+		}
+	}
+	if vi, en := strings.Index(clone, "Cảnh báo"), strings.Index(clone, "Alert:"); vi < 0 || en < vi {
+		t.Errorf("clone alert %q: want Vietnamese first, English beside it", clone)
+	}
+	if fork := text(t, ctx, `[data-alert="fork"]`); !strings.Contains(fork, "rẽ nhánh tại số 7") {
+		t.Errorf("fork alert %q", fork)
+	}
 }
 
 func TestDossierListSearchesAndOpensADossier(t *testing.T) {

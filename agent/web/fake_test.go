@@ -82,6 +82,7 @@ type fakeAgent struct {
 	seq        int
 	refuseNext error // returned to the next settling request instead of acting
 	maxLimit   int   // caps a page, as the real API caps it at MaxListLimit
+	alerts     []api.Alert
 }
 
 var (
@@ -307,7 +308,7 @@ func (f *fakeAgent) Status(context.Context) (api.Status, error) {
 			{Name: devC.name, DeviceID: devC.id, Role: "field"},
 		},
 		Records: len(f.records), Conflicts: conflicts, Duplicates: len(f.dups),
-		AtRisk: 3, Held: 41, CanSettle: f.canSettle,
+		AtRisk: 3, Held: 41, CanSettle: f.canSettle, Alerts: append([]api.Alert{}, f.alerts...),
 		Upstream: api.Upstream{
 			Hubs: []string{"hub.catinh-hagiang.local:7421"}, LastContact: &contact,
 			Delivered: 38, Undelivered: 6,

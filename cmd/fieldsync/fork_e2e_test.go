@@ -192,3 +192,67 @@ func TestE2ERestoredLaptopContinuesItsLog(t *testing.T) {
 		t.Fatal("the restored laptop does not say it checked its log with a peer")
 	}
 }
+
+// hasAlert reports whether a's status lists an alert of kind about device.
+func hasAlert(t *testing.T, c *harness.Cluster, a *harness.Agent, kind, device string) bool {
+	t.Helper()
+	for _, al := range forkAlerts(t, c, a) {
+		if al.Kind == kind && al.Device == device {
+			return true
+		}
+	}
+	return false
+}
+
+// One identity on two laptops at once: a data directory copied, both
+// copies capture alone, then both come back to the team at the same time.
+// The team sees one device at two addresses and says so (a "clone"
+// alert), sees the two branches (a "fork" alert), and every acknowledged
+// dossier of both branches reaches every laptop, while both copies stay
+// online.
+func TestE2ETwoCopiesOnlineAtOnce(t *testing.T) {
+	c := cluster(t)
+	p := start(t, c, "laptop-p")
+	q := start(t, c, "laptop-q", p)
+	orig := start(t, c, "laptop-l", p, q)
+	all := map[string]string{}
+	capture := func(a *harness.Agent, i int) {
+		d := dossier(i, "Sín Cái")
+		all[put(t, a, d)] = d["full_name"]
+	}
+	capture(orig, 0)
+	waitDossiers(t, all, p, q, orig)
+	self := status(t, orig).DeviceID
+	if err := orig.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	cp, err := c.Copy(orig, "laptop-l-copy")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Each copy captures alone, the copy first.
+	for _, step := range []struct {
+		a  *harness.Agent
+		is []int
+	}{{cp, []int{1, 2}}, {orig, []int{3, 4}}} {
+		startAgain(t, step.a)
+		for _, i := range step.is {
+			capture(step.a, i)
+		}
+		if err := step.a.Stop(); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// Both come back at once.
+	startAgain(t, orig, p, q)
+	startAgain(t, cp, p, q)
+	for _, a := range []*harness.Agent{p, q} {
+		if err := harness.WaitFor(60*time.Second, func() (bool, error) {
+			return hasAlert(t, c, a, api.AlertFork, self) && hasAlert(t, c, a, api.AlertClone, self), nil
+		}); err != nil {
+			t.Fatalf("%s: alerts %+v, want a fork and a clone alert about %s", a.Name, forkAlerts(t, c, a), self)
+		}
+	}
+	waitDossiers(t, all, p, q, orig, cp)
+}

@@ -22,6 +22,8 @@ const words = {
   overview_title: ['Tổng quan', 'Overview'],
   alert_fork: ['Cảnh báo: nhật ký của thiết bị {device} bị rẽ nhánh tại số {seq} (máy khôi phục từ bản sao lưu cũ, hoặc một danh tính dùng trên hai máy). Không mất hồ sơ: thiết bị đó sẽ ghi lại các thay đổi của nhánh bị bỏ khi đồng bộ. Hãy kiểm tra thiết bị này.',
     'Alert: the log of device {device} forked at number {seq} (a laptop restored from an old backup, or one identity on two laptops). No dossier is lost: that device writes the changes of the losing branch again when it syncs. Check that device.'],
+  alert_clone: ['Cảnh báo: danh tính của thiết bị {device} đang chạy cùng lúc ở hai địa chỉ ({addrs}), từ {since}: thư mục dữ liệu của nó đã bị sao chép sang một máy khác. Không mất hồ sơ, nhưng mỗi lần một bản ghi thì nhật ký lại rẽ nhánh. Hãy tắt một bản, cấp lại máy kia bằng “fieldsync device init”, và thu hồi danh tính bị sao chép nếu không kiểm soát được bản sao.',
+    'Alert: the identity of device {device} is online at two addresses at once ({addrs}) since {since}: its data directory was copied to another laptop. No dossier is lost, but every write of one copy forks the log again. Stop one copy, provision the other anew with “fieldsync device init”, and revoke the copied identity if the copy is not under control.'],
   alert_other: ['Cảnh báo: {kind} ({device}, {seq})', 'Alert: {kind} ({device}, {seq})'],
   device: ['Thiết bị', 'Device'],
   role: ['Vai trò', 'Role'],

@@ -56,8 +56,12 @@ function draw(ctx, st) {
       upstreamCard(st.role, up)));
 }
 
+// alertWords names the words of each alert kind the page knows.
+const alertWords = { fork: 'alert_fork', clone: 'alert_clone' };
+
 // alertsNotice shows what an operator must look at, in both languages
-// whatever the switch says: a fork is rare and must be understood.
+// whatever the switch says: a fork or a cloned identity is rare and must be
+// understood.
 function alertsNotice(st, peers) {
   const alerts = Array.isArray(st.alerts) ? st.alerts : [];
   if (alerts.length === 0) return null;
@@ -67,7 +71,9 @@ function alertsNotice(st, peers) {
   return h('section', { class: 'notice notice-alert', role: 'alert', data: { alerts: String(alerts.length) } },
     alerts.map((a) => {
       const device = names[a.device] ? names[a.device] + ' (' + a.device + ')' : a.device;
-      const [first, second] = both(a.kind === 'fork' ? 'alert_fork' : 'alert_other', { device, seq: a.seq, kind: a.kind });
+      const addrs = Array.isArray(a.addrs) ? a.addrs.join(', ') : '';
+      const [first, second] = both(alertWords[a.kind] || 'alert_other',
+        { device, seq: a.seq, kind: a.kind, addrs, since: formatTime(a.since) });
       return h('p', { data: { alert: a.kind || '' } },
         h('strong', { text: first }), ' ', h('span', { class: 'muted', text: second }));
     }));
