@@ -403,8 +403,9 @@ func (a *Agent) changed() {
 		a.digestAt = time.Now()
 	}
 	a.mu.Unlock()
-	if refresh && a.members != nil {
-		a.members.SetDigest(a.store.VersionVector().Digest())
+	// changed can run from a session before New has set a.members.
+	if m := a.gossip.Load(); refresh && m != nil {
+		m.SetDigest(a.store.VersionVector().Digest())
 	}
 }
 

@@ -347,12 +347,15 @@ func TestStatus(t *testing.T) {
 		Listen: []string{"0.0.0.0:7421"}, AtRisk: 4, Held: 10,
 		Peers:         []api.Peer{{Name: "laptop-b", DeviceID: "bbbb", Role: "field", Addr: "192.168.1.7:7421", Connected: true}},
 		VersionVector: map[string]uint64{"aaaa": 14, "bbbb": 3},
+		Alerts: []api.Alert{{Kind: api.AlertFork, Device: "cccc", Seq: 7},
+			{Kind: api.AlertClone, Device: "cccc", Addrs: []string{"10.0.0.5:7422", "10.0.0.9:7422"}}},
 	}
 	code, out, errOut := cli(t, "status", "--api", addr)
 	if code != 0 {
 		t.Fatalf("exit %d, stderr %q", code, errOut)
 	}
-	for _, want := range []string{"Thiết bị / Device", "laptop-a", "Chỉ có trên máy này / Only on this laptop", "laptop-b", "192.168.1.7:7421", "có / yes", "bbbb"} {
+	for _, want := range []string{"Thiết bị / Device", "laptop-a", "Chỉ có trên máy này / Only on this laptop", "laptop-b", "192.168.1.7:7421", "có / yes", "bbbb",
+		"CẢNH BÁO / ALERTS (2)", "device cccc forked its log at 7", "10.0.0.5:7422, 10.0.0.9:7422"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}

@@ -72,6 +72,12 @@ func printStatus(w io.Writer, st api.Status) error {
 		fmt.Fprintf(w, "  (%d hồ sơ của máy này sẽ mất nếu mất máy; hãy đồng bộ / %d of this laptop's dossiers would be lost with it: sync them)\n",
 			st.AtRisk, st.AtRisk)
 	}
+	if len(st.Alerts) > 0 {
+		fmt.Fprintf(w, "\nCẢNH BÁO / ALERTS (%d):\n", len(st.Alerts))
+		for _, al := range st.Alerts {
+			fmt.Fprintf(w, "  %s\n", alertLine(al))
+		}
+	}
 
 	fmt.Fprintf(w, "\nMáy ngang hàng / Peers (%d):\n", len(st.Peers))
 	if len(st.Peers) > 0 {
@@ -121,4 +127,17 @@ func yesNo(b bool) string {
 		return "có / yes"
 	}
 	return "không / no"
+}
+
+// alertLine says one alert for an officer, Vietnamese first.
+func alertLine(al api.Alert) string {
+	switch al.Kind {
+	case api.AlertFork:
+		return fmt.Sprintf("lịch sử của thiết bị %s bị tách đôi tại số %d / device %s forked its log at %d: check which laptops carry its identity",
+			clean(al.Device), al.Seq, clean(al.Device), al.Seq)
+	case api.AlertClone:
+		return fmt.Sprintf("thiết bị %s đang chạy ở hai địa chỉ (%s) / device %s is online at two addresses at once: a copied data directory",
+			clean(al.Device), clean(strings.Join(al.Addrs, ", ")), clean(al.Device))
+	}
+	return fmt.Sprintf("%s: %s", clean(al.Kind), clean(al.Device))
 }
