@@ -1,7 +1,9 @@
 package web_test
 
 import (
+	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"reflect"
 	"strings"
@@ -458,4 +460,50 @@ func TestWebtestHelpersSettleInEitherLanguage(t *testing.T) {
 	if got := f.Record(idCha).Fields["full_name"]; got != "Sùng Mí Chả" {
 		t.Errorf("full name %q", got)
 	}
+}
+
+// A dossier's page shows its face photo, drawn from the agent's bytes, and
+// which of the ten fingerprints exist, which are still on their way and
+// which are missing.
+func TestDossierPageShowsPhotoAndFingerprints(t *testing.T) {
+	f := newFakeAgent(t, false)
+	ctx := webtest.NewBrowser(t)
+	dumpOnFailure(t, ctx, f)
+	do(t, ctx, webtest.Open(f.URL()+"#/records/"+idMai), webtest.WaitTextIn("section.biometrics", "Ảnh và vân tay"))
+	if err := harnessWait(t, ctx, `(() => { const i = document.querySelector('.photo img'); return !!i && i.complete && i.naturalWidth === 24 })()`); err != nil {
+		t.Fatalf("the photo is not drawn: %v", err)
+	}
+	states := eval[map[string]string](t, ctx, `Object.fromEntries(Array.from(document.querySelectorAll('.finger'))
+		.map((li) => [li.dataset.finger, li.dataset.state]))`)
+	want := map[string]string{"right_thumb": "present", "right_index": "present", "left_thumb": "incomplete"}
+	if len(states) != 10 {
+		t.Fatalf("%d fingers shown, want 10: %v", len(states), states)
+	}
+	for finger, state := range states {
+		if w := want[finger]; (w == "" && state != "missing") || (w != "" && state != w) {
+			t.Errorf("finger %s shown %s, want %s", finger, state, cmp.Or(w, "missing"))
+		}
+	}
+	bio := text(t, ctx, "section.biometrics")
+	for _, w := range []string{"3/10 ngón", "Ngón cái phải", "laptop-meovac-1", "đang về", "chưa có"} {
+		if !strings.Contains(bio, w) {
+			t.Errorf("the photo and fingerprints card lacks %q:\n%s", w, bio)
+		}
+	}
+	// A dossier without attachments says so.
+	do(t, ctx, webtest.Open(f.URL()+"#/records/"+idDo), webtest.WaitTextIn("section.biometrics", "Chưa có ảnh."),
+		webtest.WaitTextIn("section.biometrics", "0/10 ngón"))
+}
+
+// harnessWait polls a JavaScript condition for up to 10 s.
+func harnessWait(t *testing.T, ctx context.Context, cond string) error {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if eval[bool](t, ctx, cond) {
+			return nil
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return errors.New("timed out")
 }

@@ -83,6 +83,7 @@ type fakeAgent struct {
 	refuseNext error // returned to the next settling request instead of acting
 	maxLimit   int   // caps a page, as the real API caps it at MaxListLimit
 	alerts     []api.Alert
+	files      map[string][]*fakeFile // attachments by dossier id
 }
 
 var (
@@ -97,6 +98,7 @@ func newFakeAgent(t testing.TB, admin bool) *fakeAgent {
 	t.Helper()
 	f := &fakeAgent{canSettle: admin, records: map[string]*record{}, history: map[string][]histOp{}}
 	f.seed()
+	f.seedAttachments(t)
 	cfg := api.DefaultConfig()
 	cfg.Addr = "127.0.0.1:0" // loopback: the Host and Origin checks are on
 	cfg.Logger = nil

@@ -93,6 +93,10 @@ export const api = {
   },
   record: (id) => call('GET', '/v1/records/' + enc(id)),
   history: (id) => call('GET', '/v1/records/' + enc(id) + '/history'),
+  attachments: (id) => call('GET', '/v1/records/' + enc(id) + '/attachments'),
+  // attachmentURL is where the bytes of one attachment are read (an <img>'s
+  // src: same origin, the session cookie goes with it).
+  attachmentURL: (sha) => '/v1/attachments/' + enc(sha),
   conflicts: () => call('GET', '/v1/conflicts'),
   resolve: (id, field, value, seen) => call('POST', '/v1/records/' + enc(id) + '/resolve', { field, value, seen }),
   duplicates: () => call('GET', '/v1/duplicates'),

@@ -121,9 +121,10 @@ function recordRow(r) {
 
 export async function renderRecord(ctx) {
   const id = ctx.params[0];
-  const [rec, hist] = await Promise.all([
+  const [rec, hist, files] = await Promise.all([
     api.record(id),
     api.history(id).then((v) => ({ ok: v }), (err) => ({ err })),
+    api.attachments(id).then((v) => ({ ok: v }), (err) => ({ err })),
   ]);
   if (!ctx.alive()) return;
   const f = rec.fields || {};
@@ -167,6 +168,7 @@ export async function renderRecord(ctx) {
     retired,
     merged,
     h('section', { class: 'card' }, h('h2', { text: t('fields_title') }), h('dl', { class: 'fields' }, rows), meta),
+    biometricsCard(files),
     h('section', { class: 'card' }, h('h2', { text: t('history_title') }),
       hist.err ? errorBox(hist.err) : historyTable(Array.isArray(hist.ok) ? hist.ok : [])));
 }
@@ -226,4 +228,54 @@ function changes(fields) {
       other ? h('a', { class: 'link mono', href: '#/records/' + encodeURIComponent(other), text: other }) : ''));
   }
   return h('ul', { class: 'changes' }, items);
+}
+
+const fingers = ['right_thumb', 'right_index', 'right_middle', 'right_ring', 'right_little',
+  'left_thumb', 'left_index', 'left_middle', 'left_ring', 'left_little'];
+
+// biometricsCard shows the dossier's face photo and which of the ten
+// fingerprints exist. An agent without attachments (an older one answers
+// 404 or 501) shows nothing; another error shows the error.
+function biometricsCard(files) {
+  if (files.err && (files.err.status === 404 || files.err.status === 501)) return null;
+  const body = files.err ? [errorBox(files.err)] : biometrics(Array.isArray(files.ok) ? files.ok : []);
+  return h('section', { class: 'card biometrics' }, h('h2', { text: t('biometrics_title') }), ...body);
+}
+
+function biometrics(list) {
+  const of = (kind, finger) => list.filter((a) => a.kind === kind && (finger === undefined || a.finger === finger));
+  const photos = of('photo');
+  const photo = h('figure', { class: 'photo', data: { photos: String(photos.length) } },
+    photos.length === 0 ? h('p', { class: 'muted', text: t('photo_none') }) : null,
+    ...photos.map((a) => a.complete
+      ? h('img', { src: api.attachmentURL(a.sha256), alt: t('photo'), data: { sha256: a.sha256 } })
+      : h('p', { class: 'muted', text: t('photo_incomplete') })),
+    photos.length > 1 ? h('span', { class: 'badge badge-warn', text: t('attachment_conflict', { n: photos.length }) }) : null,
+    ...photos.map((a) => h('figcaption', { class: 'muted', text: meta(a) })));
+  const have = fingers.filter((f) => of('fingerprint', f).length > 0).length;
+  const grid = h('ul', { class: 'fingers' }, fingers.map((f) => {
+    const got = of('fingerprint', f);
+    const state = got.length === 0 ? 'missing' : got.every((a) => a.complete) ? 'present' : 'incomplete';
+    const note = state === 'missing' ? t('finger_missing') : state === 'incomplete' ? t('finger_incomplete') : got.map(meta).join('; ');
+    return h('li', { class: 'finger finger-' + state, data: { finger: f, state } },
+      h('span', { class: 'finger-name', text: t('finger_' + f) }),
+      got.length > 1 ? h('span', { class: 'badge badge-warn', text: t('attachment_conflict', { n: got.length }) }) : null,
+      h('span', { class: 'finger-note', text: note }));
+  }));
+  const docs = of('document');
+  return [
+    h('div', { class: 'biometrics-row' },
+      h('div', null, h('h3', { text: t('photo') }), photo),
+      h('div', null, h('h3', null, t('fingerprints'), ' ', h('span', { class: 'muted', text: t('fingers_count', { n: have }) })), grid)),
+    docs.length ? h('div', null, h('h3', { text: t('documents') }),
+      h('ul', { class: 'documents' }, docs.map((a) => h('li', null,
+        a.complete ? h('a', { class: 'link', href: api.attachmentURL(a.sha256), text: a.media_type }) : h('span', { text: a.media_type }),
+        ' ', h('span', { class: 'muted', text: meta(a) }))))) : null,
+  ];
+}
+
+// meta says an attachment's size, the device that captured it and when.
+function meta(a) {
+  const kb = a.size >= 1024 * 1024 ? (a.size / 1024 / 1024).toFixed(1) + ' MB' : Math.max(1, Math.round(a.size / 1024)) + ' KB';
+  return t('attachment_meta', { size: kb, device: a.captured_by || a.captured_by_id || '—', time: a.captured_at ? formatTime(a.captured_at) : '—' });
 }
