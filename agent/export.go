@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/fieldsync/fieldsync/agent/attach"
 	"github.com/fieldsync/fieldsync/agent/export"
 	"github.com/fieldsync/fieldsync/crdt"
 )
@@ -110,10 +111,33 @@ func (a *Agent) exportRecord(r *crdt.Record) export.Record {
 		out.Fields = maps.Clone(out.Fields)
 		out.Fields["_merged_from"] = strings.Join(v.MergedFrom, ",")
 	}
+	// Attachment fields carry manifests, opaque to SQL: upstream they
+	// become the file's SHA-256, which fieldsync_attachments is keyed by.
+	for name, value := range r.Values() {
+		if sha, ok := attachmentSHA(name, value); ok {
+			out.Fields = maps.Clone(out.Fields)
+			out.Fields[name] = sha
+		}
+	}
 	for f, vals := range v.Conflicts {
 		for _, x := range vals {
+			if sha, ok := attachmentSHA(f, x.Value); ok {
+				x.Value = sha
+			}
 			out.Conflicts[f] = append(out.Conflicts[f], export.Value{Value: x.Value, Device: x.Device, DeviceID: x.DeviceID, At: x.At, Op: x.Op})
 		}
 	}
 	return out
+}
+
+// attachmentSHA is the SHA-256 (hex) of the file a manifest field names.
+func attachmentSHA(field, value string) (string, bool) {
+	if _, _, ok := attach.ParseField(field); !ok {
+		return "", false
+	}
+	m, err := attach.DecodeFieldValue(value)
+	if err != nil {
+		return "", false
+	}
+	return m.SHA256Hex(), true
 }

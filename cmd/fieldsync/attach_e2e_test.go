@@ -13,11 +13,14 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/fieldsync/fieldsync/agent/api"
 	"github.com/fieldsync/fieldsync/agent/attach"
+	"github.com/fieldsync/fieldsync/agent/export/pgtest"
 	"github.com/fieldsync/fieldsync/agent/store"
 	"github.com/fieldsync/fieldsync/cmd/internal/harness"
+	"github.com/jackc/pgx/v5"
 )
 
 // syntheticFile writes n bytes, head then seeded random bytes, into dir.
@@ -226,5 +229,40 @@ func TestE2EAttachments(t *testing.T) {
 	}
 	if strings.Contains(a.Log(), string(photoData[5000:5016])) {
 		t.Error("the agent's log holds bytes of the photo")
+	}
+}
+
+// A manifest reaches the hub with its dossier and PostgreSQL's record row
+// names the file by its SHA-256, the key of fieldsync_attachments.
+func TestE2EHubExportsAttachmentFieldsAsHashes(t *testing.T) {
+	pg := pgtest.Require(t)
+	c := cluster(t)
+	hub := startHub(t, c, "hub", "--postgres", pg)
+	a := start(t, c, "laptop-a")
+	id := put(t, a, dossier(2, "Lũng Cú"))
+	photo, data := syntheticFile(t, t.TempDir(), "anh.jpg", []byte{0xFF, 0xD8, 0xFF, 0xE0}, 50_000, 3)
+	if code, out := cliRun(t, c, "attach", "--api", a.API, "--id", id, "--kind", "photo", photo); code != 0 {
+		t.Fatalf("attach: exit %d\n%s", code, out)
+	}
+	if err := a.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Start("--hub", hub.Listen); err != nil {
+		t.Fatal(err)
+	}
+	conn, err := pgx.Connect(ctx, pg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	var got string
+	if err := harness.WaitFor(30*time.Second, func() (bool, error) {
+		err := conn.QueryRow(ctx, `SELECT coalesce(fields->>'attachment.photo', '') FROM fieldsync_records WHERE id = $1`, id).Scan(&got)
+		return err == nil && got != "", nil
+	}); err != nil {
+		t.Fatalf("the record row never named its photo (got %q)", got)
+	}
+	if got != hexSum(data) {
+		t.Fatalf("PostgreSQL names the photo %q, want its SHA-256 %s", got, hexSum(data))
 	}
 }
