@@ -49,23 +49,23 @@ type Agent struct {
 	names     map[string]deviceInfo // device id -> name and role, from credentials
 	digestAt  time.Time
 
-	isHub          bool
-	up             upstream
-	exporter       exporter      // nil unless a hub with --postgres
-	receiptWake    chan struct{} // hub: new ops may need a receipt
-	refusedOps     atomic.Uint64
-	changes        atomic.Uint64 // bumped by every commit that added ops
-	dupMu          sync.Mutex
-	dupCount       int
-	dupGen         uint64
-	dupValid       bool
-	dupAt          time.Time
-	gcAt           time.Time // safety loop only
-	gcSeenGen      uint64    // safety loop only
-	dupOps         atomic.Uint64
+	isHub       bool
+	up          upstream
+	exporter    exporter      // nil unless a hub with --postgres
+	receiptWake chan struct{} // hub: new ops may need a receipt
+	refusedOps  atomic.Uint64
+	changes     atomic.Uint64 // bumped by every commit that added ops
+	dupMu       sync.Mutex
+	dupCount    int
+	dupGen      uint64
+	dupValid    bool
+	dupAt       time.Time
+	gcAt        time.Time // safety loop only
+	gcSeenGen   uint64    // safety loop only
+	dupOps      atomic.Uint64
 	// The transfer of attachment chunks (transfer.go).
-	xfer  *xfer.Scheduler
-	fresh newFiles
+	xfer           *xfer.Scheduler
+	fresh          newFiles
 	joinWarnAt     time.Time
 	rev            revocationState // revocation.go
 	gossipEpochNow atomic.Uint64   // gossipkey.go
