@@ -19,6 +19,7 @@ import (
 	"github.com/fieldsync/fieldsync/agent/transport"
 	"github.com/fieldsync/fieldsync/agent/web"
 	"github.com/fieldsync/fieldsync/agent/wire"
+	"github.com/fieldsync/fieldsync/agent/xfer"
 )
 
 // Agent is one running fieldsync daemon.
@@ -48,20 +49,23 @@ type Agent struct {
 	names     map[string]deviceInfo // device id -> name and role, from credentials
 	digestAt  time.Time
 
-	isHub          bool
-	up             upstream
-	exporter       exporter      // nil unless a hub with --postgres
-	receiptWake    chan struct{} // hub: new ops may need a receipt
-	refusedOps     atomic.Uint64
-	changes        atomic.Uint64 // bumped by every commit that added ops
-	dupMu          sync.Mutex
-	dupCount       int
-	dupGen         uint64
-	dupValid       bool
-	dupAt          time.Time
-	gcAt           time.Time // safety loop only
-	gcSeenGen      uint64    // safety loop only
-	dupOps         atomic.Uint64
+	isHub       bool
+	up          upstream
+	exporter    exporter      // nil unless a hub with --postgres
+	receiptWake chan struct{} // hub: new ops may need a receipt
+	refusedOps  atomic.Uint64
+	changes     atomic.Uint64 // bumped by every commit that added ops
+	dupMu       sync.Mutex
+	dupCount    int
+	dupGen      uint64
+	dupValid    bool
+	dupAt       time.Time
+	gcAt        time.Time // safety loop only
+	gcSeenGen   uint64    // safety loop only
+	dupOps      atomic.Uint64
+	// The transfer of attachment chunks (transfer.go).
+	xfer           *xfer.Scheduler
+	fresh          newFiles
 	joinWarnAt     time.Time
 	rev            revocationState // revocation.go
 	gossipEpochNow atomic.Uint64   // gossipkey.go
@@ -106,6 +110,7 @@ func New(cfg Config) (_ *Agent, err error) {
 		return nil, fmt.Errorf("this device's credential: %w (provision it again with `fieldsync device init`)", err)
 	}
 	a := &Agent{
+		xfer:        xfer.New(),
 		cfg:         cfg,
 		log:         cfg.Logger.With("device", dev.Name()),
 		dev:         dev,
@@ -134,7 +139,7 @@ func New(cfg Config) (_ *Agent, err error) {
 	so.MaySettle = a.mayOriginSettle
 	so.IndexKeys = indexKeys
 	so.Quarantine = a.isRevoked
-	so.AttachmentFile = attachmentFile
+	so.AttachmentFile = a.attachmentHook
 	so.EncryptionKey = cfg.Vault.StoreKey()
 	if storeInClear {
 		so.EncryptionKey = nil
@@ -160,6 +165,9 @@ func New(cfg Config) (_ *Agent, err error) {
 		return nil, err
 	}
 	a.own.init()
+	if err := a.loadTransfers(); err != nil {
+		return nil, err
+	}
 	if err := a.loadReceipts(); err != nil {
 		return nil, err
 	}
@@ -391,6 +399,7 @@ func (a *Agent) wakeSessions() {
 // gossiped to the LAN (at most once a second: gossip is a hint).
 func (a *Agent) changed() {
 	a.changes.Add(1)
+	a.takeNewFiles()
 	if a.isHub {
 		a.kickReceipts()
 	}

@@ -131,6 +131,7 @@ func (b backend) Status(_ context.Context) (api.Status, error) {
 	st.Revocation = a.revocationStatus()
 	st.Quarantined = a.store.QuarantineCount()
 	st.Alerts = a.alerts()
+	st.Attachments = a.attachmentStatus()
 	if st.Listen == nil {
 		st.Listen = []string{}
 	}

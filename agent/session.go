@@ -14,6 +14,7 @@ import (
 	"github.com/fieldsync/fieldsync/agent/syncer"
 	"github.com/fieldsync/fieldsync/agent/transport"
 	"github.com/fieldsync/fieldsync/agent/wire"
+	"github.com/fieldsync/fieldsync/agent/xfer"
 	"github.com/fieldsync/fieldsync/crdt"
 )
 
@@ -60,6 +61,15 @@ type session struct {
 	forkMu    sync.Mutex
 	forkOut   []*wire.Fork
 	forksSent map[string]bool
+
+	// Attachment chunks (transfer.go): the peer speaks them (its hello
+	// says so); its requests queued for the writer loop; chunks kept from
+	// it and sent to it.
+	peerChunks atomic.Bool
+	chunkMu    sync.Mutex
+	wants      [][32]byte
+	chunksIn   atomic.Uint64
+	chunksOut  atomic.Uint64
 }
 
 func (s *session) wake() {
@@ -243,6 +253,7 @@ func (a *Agent) runSession(p transport.Peer, st transport.Stream, kind sessionKi
 			delete(slot, p.PeerID)
 		}
 		a.mu.Unlock()
+		a.xfer.Drop(s.xferKey())
 		close(s.done)
 	}()
 	log := a.log.With("peer", p.Name)
@@ -298,10 +309,14 @@ func (s *session) run() error {
 		return err
 	}
 	vv, tips := a.tips()
-	if err := s.send(&wire.Message{Hello: &wire.Hello{VV: vv, Tips: tips, Revocation: a.revocationNumber()}}); err != nil {
+	if err := s.send(&wire.Message{Hello: &wire.Hello{VV: vv, Tips: tips, Revocation: a.revocationNumber(), Chunks: true}}); err != nil {
 		return err
 	}
 	go func() { readErr <- s.readLoop() }()
+	// Chunk requests a peer answered "not held" are asked again after a
+	// while; the tick also gives up requests a peer left unanswered.
+	tick := time.NewTicker(xfer.DefaultLackFor)
+	defer tick.Stop()
 	for {
 		if err := s.revokePeerSession(readErr); err != nil {
 			return err
@@ -323,7 +338,13 @@ func (s *session) run() error {
 		if err := s.pushReceipts(); err != nil {
 			return err
 		}
+		// After ops: chunks, answered only once the peer has been sent
+		// every op.
+		if err := s.pushChunks(); err != nil {
+			return err
+		}
 		select {
+		case <-tick.C:
 		case err := <-readErr:
 			return err
 		case <-a.stop:
@@ -411,6 +432,7 @@ func (s *session) readLoop() error {
 		switch {
 		case m.Hello != nil:
 			s.notePeerRevocation(m.Hello.Revocation)
+			s.peerChunks.Store(m.Hello.Chunks)
 			s.mu.Lock()
 			s.sm.OnHello(m.Hello.VV)
 			s.mu.Unlock()
@@ -428,6 +450,12 @@ func (s *session) readLoop() error {
 			s.takeRevocation(m.Revocation.Raw)
 		case m.Fork != nil:
 			s.takeFork(m.Fork)
+		case m.Want != nil:
+			s.takeWant(m.Want)
+		case m.Chunk != nil:
+			if err := s.takeChunk(m.Chunk); err != nil {
+				return err
+			}
 		case m.Batch != nil:
 			if err := s.ingest(m.Batch); err != nil {
 				return err
@@ -516,7 +544,8 @@ func (s *session) view() *api.Session {
 	s.mu.Unlock()
 	return &api.Session{InSync: inSync, OpsSent: st.OpsSent, OpsReceived: st.OpsReceived,
 		BytesOut: s.out.Bytes(), BytesIn: s.in.Bytes(), RoundTrips: st.Flights,
-		Messages: s.out.Frames() + s.in.Frames(), Started: s.start.UTC()}
+		Messages: s.out.Frames() + s.in.Frames(), Started: s.start.UTC(),
+		ChunksSent: s.chunksOut.Load(), ChunksReceived: s.chunksIn.Load()}
 }
 
 // pushReceipts sends the receipts this session has not sent yet.

@@ -65,6 +65,28 @@ type Session struct {
 	// Messages counts frames both ways.
 	Messages uint64    `json:"messages"`
 	Started  time.Time `json:"started"`
+	// ChunksSent and ChunksReceived count attachment chunks sent to the
+	// peer and received from it and kept, in this session.
+	ChunksSent     uint64 `json:"chunks_sent"`
+	ChunksReceived uint64 `json:"chunks_received"`
+}
+
+// AttachmentStatus is the transfer of attachments to this agent.
+type AttachmentStatus struct {
+	// PendingBytes: bytes of attachments whose manifests are held here and
+	// whose chunks are not yet, by kind (photo, fingerprint, document).
+	PendingBytes map[string]int64 `json:"pending_bytes"`
+	// Complete and Incomplete count the files named by manifests held here,
+	// every chunk held or not.
+	Complete   int `json:"complete"`
+	Incomplete int `json:"incomplete"`
+	// RefusedChunks counts chunks received and refused since start: not
+	// asked of that peer, or bytes that do not match the hash.
+	RefusedChunks uint64 `json:"refused_chunks"`
+	// ReceivedChunks counts chunks received from peers and kept since start.
+	ReceivedChunks uint64 `json:"received_chunks"`
+	// InFlight counts chunks asked of peers and not answered yet.
+	InFlight int `json:"in_flight"`
 }
 
 // Status is the agent's state as shown by GET /v1/status.
@@ -108,6 +130,8 @@ type Status struct {
 	Quarantined int `json:"quarantined"`
 	// Alerts lists what an operator must look at; [] never null.
 	Alerts []Alert `json:"alerts"`
+	// Attachments is the transfer of attachment chunks to this agent.
+	Attachments AttachmentStatus `json:"attachments"`
 }
 
 // AlertFork: a device wrote two different changes under one number (a

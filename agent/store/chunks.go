@@ -369,3 +369,44 @@ func (s *Store) sweepUploads() (int, error) {
 	}
 	return len(dels) / 2, s.deleteBatches(dels)
 }
+
+// Manifests calls fn for every file a held manifest names (the x/a/ index),
+// with the manifest's value and the wall time (ms) of the op that indexed it
+// (0 when not known: an op indexed before the time was kept).
+func (s *Store) Manifests(fn func(file [32]byte, value string, wallMillis int64) error) error {
+	if err := s.enter(); err != nil {
+		return err
+	}
+	defer s.leave()
+	return s.db.View(func(txn *badger.Txn) error {
+		return scan(txn, prefixManifest, true, func(k, v []byte) error {
+			if len(k) != len(prefixManifest)+32 {
+				return nil
+			}
+			var file [32]byte
+			copy(file[:], k[len(prefixManifest):])
+			t, _, err := getU64(txn, manifestTimeKey(file))
+			if err != nil {
+				return err
+			}
+			return fn(file, string(v), int64(t))
+		})
+	})
+}
+
+// ManifestTime returns the wall time (ms) of the op that indexed the
+// manifest of this file, and whether it is held.
+func (s *Store) ManifestTime(file [32]byte) (int64, bool, error) {
+	if err := s.enter(); err != nil {
+		return 0, false, err
+	}
+	defer s.leave()
+	var t uint64
+	var found bool
+	err := s.db.View(func(txn *badger.Txn) error {
+		var err error
+		t, found, err = getU64(txn, manifestTimeKey(file))
+		return err
+	})
+	return int64(t), found, err
+}

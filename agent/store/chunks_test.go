@@ -108,6 +108,19 @@ func TestUploadCommitKeepsChunksAndIndexesManifest(t *testing.T) {
 	if n := chunkCount(t, s); n != 3 {
 		t.Fatalf("%d chunks, want 3 (one shared)", n)
 	}
+	// Manifests lists both files with the wall time of their ops (in
+	// milliseconds; the HLC's wall is the write's).
+	listed := 0
+	err := s.Manifests(func(file [32]byte, value string, wall int64) error {
+		listed++
+		if wall < baseWall || !strings.HasPrefix(value, string(file[:])) {
+			t.Errorf("manifest %x: wall %d, value %q", file[:4], wall, value)
+		}
+		return nil
+	})
+	if err != nil || listed != 2 {
+		t.Fatalf("Manifests listed %d: %v", listed, err)
+	}
 	s = reopen(t, s, dir, func(o *Options) { o.AttachmentFile = manifestField })
 	if n := chunkCount(t, s); n != 3 {
 		t.Fatalf("after reopen: %d chunks, want 3: committed chunks must survive the sweep", n)

@@ -50,6 +50,8 @@ import (
 //	x/a/<sha256 32B>     the value of an attachment field (its manifest) naming
 //	                     the file with this SHA-256; written with the op
 //	                     (Options.AttachmentFile)
+//	x/at/<sha256 32B>    8B: the wall time (ms) of the op that wrote x/a/, so the
+//	                     transfer asks for the oldest files first
 //
 // All writes of one op (o/, r/, x/c/, h/, w/, k/, x/h/, x/i/, m/clock,
 // m/records) are in one transaction.
@@ -68,6 +70,7 @@ const (
 	prefixChunk    = "a/"
 	prefixUpload   = "u/"
 	prefixManifest = "x/a/"
+	prefixManTime  = "x/at/"
 
 	keyClock    = "m/clock"
 	keySelf     = "m/self"
@@ -128,6 +131,9 @@ func chunkKey(h [32]byte) []byte { return append([]byte(prefixChunk), h[:]...) }
 func uploadKey(h [32]byte) []byte { return append([]byte(prefixUpload), h[:]...) }
 
 func manifestKey(file [32]byte) []byte { return append([]byte(prefixManifest), file[:]...) }
+func manifestTimeKey(file [32]byte) []byte {
+	return append([]byte(prefixManTime), file[:]...)
+}
 
 func u64(v uint64) []byte { return binary.BigEndian.AppendUint64(nil, v) }
 

@@ -156,7 +156,8 @@ func (w *writer) apply(o crdt.Opened, clock crdt.Clock) error {
 	if w.s.attachmentFile != nil {
 		for name, fw := range op.Fields {
 			if file, ok := w.s.attachmentFile(name, fw.Value); ok {
-				es = append(es, entry{key: manifestKey(file), val: []byte(fw.Value)})
+				es = append(es, entry{key: manifestKey(file), val: []byte(fw.Value)},
+					entry{key: manifestTimeKey(file), val: u64(uint64(op.Time.Wall))})
 			}
 		}
 	}

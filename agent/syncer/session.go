@@ -227,6 +227,21 @@ func (s *Session) Received(dots []crdt.Dot, ops int) {
 // InFlight is the number of unacknowledged batches.
 func (s *Session) InFlight() int { return len(s.inflight) }
 
+// Unsent reports whether the local replica holds ops to offer the peer that
+// were not sent in this session yet (true before the peer's hello): what
+// must go before any attachment chunk.
+func (s *Session) Unsent(local crdt.VersionVector) bool {
+	if !s.hello {
+		return true
+	}
+	for _, r := range local.Missing(s.sent) {
+		if !s.stalled[r.Origin] && (s.offer == nil || s.offer(r.Origin)) {
+			return true
+		}
+	}
+	return false
+}
+
 // InSync reports whether the peer holds everything local holds (of what this
 // side offers) and nothing is in flight.
 func (s *Session) InSync(local crdt.VersionVector) bool {

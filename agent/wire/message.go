@@ -38,7 +38,32 @@ type Message struct {
 	// Fork carries evidence that an origin's log forked, or asks the peer
 	// where its log of an origin parts from the sender's.
 	Fork *Fork `cbor:"7,keyasint,omitempty"`
+	// Want asks the peer for attachment chunks by hash; sent only to a peer
+	// whose hello says it speaks chunks (Hello.Chunks).
+	Want *Want `cbor:"8,keyasint,omitempty"`
+	// Chunk answers one wanted hash: its bytes, or none when the sender
+	// does not hold it.
+	Chunk *Chunk `cbor:"9,keyasint,omitempty"`
 }
+
+// Want lists chunks the sender lacks and asks the receiver for, in the
+// order it wants them.
+type Want struct {
+	Hashes [][]byte `cbor:"1,keyasint"`
+}
+
+// Chunk is one attachment chunk: Data, whose SHA-256 must be Hash; Data
+// absent (or empty) says the sender does not hold it.
+type Chunk struct {
+	Hash []byte `cbor:"1,keyasint"`
+	Data []byte `cbor:"2,keyasint,omitempty"`
+}
+
+// Limits on chunk messages.
+const (
+	MaxWant      = 64       // hashes in one Want
+	MaxChunkData = 64 << 10 // attach.ChunkSize
+)
 
 // Fork is sent when a session finds that the two sides hold different ops
 // under one (origin, seq). Evidence pairs spread to every peer; a probe is
@@ -123,6 +148,9 @@ type Hello struct {
 	// Revocation is the number of the revocation list the sender holds
 	// (absent: none), so the peer sends its list only when it is newer.
 	Revocation uint64 `cbor:"3,keyasint,omitempty"`
+	// Chunks says the sender speaks Want and Chunk: a peer sends them only
+	// then, so agents built before them never receive one.
+	Chunks bool `cbor:"4,keyasint,omitempty"`
 }
 
 // Credential is an origin's credential, sent ahead of its first ops so the
@@ -181,7 +209,7 @@ func Decode(data []byte) (*Message, error) {
 
 func (m *Message) validate() error {
 	set := 0
-	for _, p := range []bool{m.Hello != nil, m.Batch != nil, m.Ack != nil, m.Error != nil, m.Receipts != nil, m.Revocation != nil, m.Fork != nil} {
+	for _, p := range []bool{m.Hello != nil, m.Batch != nil, m.Ack != nil, m.Error != nil, m.Receipts != nil, m.Revocation != nil, m.Fork != nil, m.Want != nil, m.Chunk != nil} {
 		if p {
 			set++
 		}
@@ -202,6 +230,19 @@ func (m *Message) validate() error {
 		return validVV(m.Hello.VV)
 	case m.Fork != nil:
 		return m.Fork.validate()
+	case m.Want != nil:
+		if len(m.Want.Hashes) == 0 || len(m.Want.Hashes) > MaxWant {
+			return fmt.Errorf("%w: want of %d hashes", ErrMalformed, len(m.Want.Hashes))
+		}
+		for _, h := range m.Want.Hashes {
+			if len(h) != 32 {
+				return fmt.Errorf("%w: chunk hash of %d bytes", ErrMalformed, len(h))
+			}
+		}
+	case m.Chunk != nil:
+		if len(m.Chunk.Hash) != 32 || len(m.Chunk.Data) > MaxChunkData {
+			return fmt.Errorf("%w: chunk of %d bytes, hash of %d", ErrMalformed, len(m.Chunk.Data), len(m.Chunk.Hash))
+		}
 	case m.Ack != nil:
 		return validVV(m.Ack.VV)
 	case m.Batch != nil:

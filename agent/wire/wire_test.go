@@ -19,6 +19,10 @@ func sample() []*Message {
 		{Receipts: &Receipts{List: []Receipt{{Body: []byte{0xa0}, Sig: bytes.Repeat([]byte{1}, 64), Credential: []byte("hub cred")}}}},
 		{Hello: &Hello{VV: map[string]uint64{"aaaa": 1}, Revocation: 4}},
 		{Revocation: &Revocation{Raw: []byte{0xa2, 0x01, 0x40, 0x02, 0x40}}},
+		{Hello: &Hello{VV: map[string]uint64{"aaaa": 1}, Chunks: true}},
+		{Want: &Want{Hashes: [][]byte{bytes.Repeat([]byte{7}, 32), bytes.Repeat([]byte{8}, 32)}}},
+		{Chunk: &Chunk{Hash: bytes.Repeat([]byte{7}, 32), Data: []byte("chunk bytes")}},
+		{Chunk: &Chunk{Hash: bytes.Repeat([]byte{8}, 32)}},
 	}
 }
 
@@ -52,10 +56,15 @@ func TestFramesRoundTrip(t *testing.T) {
 
 func TestDecodeRefusesBadMessages(t *testing.T) {
 	cases := map[string]*Message{
-		"empty":     {},
-		"two parts": {Hello: &Hello{}, Ack: &Ack{}},
-		"bad vv":    {Hello: &Hello{VV: map[string]uint64{"": 1}}},
-		"bad cred":  {Batch: &Batch{Creds: []Credential{{Origin: "a"}}}},
+		"empty":      {},
+		"two parts":  {Hello: &Hello{}, Ack: &Ack{}},
+		"bad vv":     {Hello: &Hello{VV: map[string]uint64{"": 1}}},
+		"bad cred":   {Batch: &Batch{Creds: []Credential{{Origin: "a"}}}},
+		"empty want": {Want: &Want{}},
+		"long want":  {Want: &Want{Hashes: make([][]byte, MaxWant+1)}},
+		"short hash": {Want: &Want{Hashes: [][]byte{{1, 2}}}},
+		"chunk hash": {Chunk: &Chunk{Hash: []byte{1}, Data: []byte{1}}},
+		"big chunk":  {Chunk: &Chunk{Hash: make([]byte, 32), Data: make([]byte, MaxChunkData+1)}},
 	}
 	for name, m := range cases {
 		data, err := crdt.Marshal(m)

@@ -1,0 +1,231 @@
+package agent
+
+import (
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/fieldsync/fieldsync/agent/api"
+	"github.com/fieldsync/fieldsync/agent/attach"
+	"github.com/fieldsync/fieldsync/agent/store"
+	"github.com/fieldsync/fieldsync/agent/wire"
+	"github.com/fieldsync/fieldsync/agent/xfer"
+)
+
+// The transfer of attachment chunks between peers (protocol.md, Attachment
+// chunks). Every session asks its peer for the chunks this agent lacks, as
+// the scheduler (agent/xfer) hands them out: in priority order, each chunk
+// of one peer at a time, at most a window per peer. It answers the peer's
+// requests once it has no ops left to send it, so dossiers go first.
+
+// newFiles collects the files of manifests the store indexed (from the
+// store's AttachmentFile hook, under its write lock) until changed() hands
+// them to the scheduler.
+type newFiles struct {
+	mu    sync.Mutex
+	files map[[32]byte]bool
+}
+
+func (n *newFiles) note(f [32]byte) {
+	n.mu.Lock()
+	if n.files == nil {
+		n.files = map[[32]byte]bool{}
+	}
+	n.files[f] = true
+	n.mu.Unlock()
+}
+
+func (n *newFiles) take() [][32]byte {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if len(n.files) == 0 {
+		return nil
+	}
+	out := make([][32]byte, 0, len(n.files))
+	for f := range n.files {
+		out = append(out, f)
+	}
+	n.files = nil
+	return out
+}
+
+// attachmentHook is the store's AttachmentFile: attachmentFile, noting the
+// file for the transfer.
+func (a *Agent) attachmentHook(field, value string) ([32]byte, bool) {
+	f, ok := attachmentFile(field, value)
+	if ok {
+		a.fresh.note(f)
+	}
+	return f, ok
+}
+
+// loadTransfers registers every manifest held with the scheduler, at start.
+func (a *Agent) loadTransfers() error {
+	return a.store.Manifests(func(file [32]byte, value string, wall int64) error {
+		return a.addTransfer(value, wall)
+	})
+}
+
+// takeNewFiles registers the manifests indexed since the last call.
+func (a *Agent) takeNewFiles() {
+	for _, f := range a.fresh.take() {
+		value, found, err := a.store.Manifest(f)
+		if err != nil || !found {
+			continue // not committed, or the store is closing
+		}
+		wall, _, err := a.store.ManifestTime(f)
+		if err != nil {
+			continue
+		}
+		if err := a.addTransfer(value, wall); err != nil && !errors.Is(err, store.ErrClosed) {
+			a.log.Warn("attachment transfer", "err", err)
+		}
+	}
+}
+
+func (a *Agent) addTransfer(value string, wall int64) error {
+	m, err := attach.DecodeFieldValue(value)
+	if err != nil {
+		return nil // never indexed by a replica: AttachmentFile refuses it
+	}
+	missing, err := a.store.MissingChunks(m.Chunks)
+	if err != nil {
+		return err
+	}
+	a.xfer.Add(xfer.File{Manifest: m, Time: wall}, missing)
+	return nil
+}
+
+// attachmentStatus is status' attachments part.
+func (a *Agent) attachmentStatus() api.AttachmentStatus {
+	st := a.xfer.Stats()
+	pending := map[string]int64{}
+	for k, n := range st.PendingBytes {
+		pending[string(k)] = n
+	}
+	return api.AttachmentStatus{PendingBytes: pending, Complete: st.Complete, Incomplete: st.Incomplete,
+		RefusedChunks: st.Refused, ReceivedChunks: st.Received, InFlight: st.InFlight}
+}
+
+// xferKey names the session's peer to the scheduler.
+func (s *session) xferKey() string {
+	if s.second {
+		return s.peer.PeerID + "#2"
+	}
+	return s.peer.PeerID
+}
+
+// takeWant queues the peer's request for the writer loop. A peer asking
+// for more than MaxQueuedWants at once is not served beyond that: it
+// waits for its own timeout.
+func (s *session) takeWant(w *wire.Want) {
+	s.chunkMu.Lock()
+	for _, h := range w.Hashes {
+		if len(s.wants) >= maxQueuedWants {
+			break
+		}
+		s.wants = append(s.wants, [32]byte(h))
+	}
+	s.chunkMu.Unlock()
+	s.wake()
+}
+
+const maxQueuedWants = 2 * xfer.DefaultWindow
+
+// takeChunk handles a chunk frame: refused unless this session asked the
+// peer for it and its bytes match the hash; kept at once otherwise.
+func (s *session) takeChunk(c *wire.Chunk) error {
+	a := s.a
+	h := [32]byte(c.Hash)
+	key := s.xferKey()
+	now := time.Now()
+	if !a.xfer.Asked(key, h) {
+		a.xfer.Refused()
+		a.log.Warn("refused chunk: not asked of this peer", "peer", s.peer.Name, "chunk", shortHash(h))
+		return nil
+	}
+	if len(c.Data) == 0 {
+		a.xfer.Lacks(key, h, now)
+		s.wake()
+		return nil
+	}
+	err := a.store.PutChunk(h, c.Data)
+	switch {
+	case errors.Is(err, store.ErrChunkHash):
+		a.xfer.Refused()
+		a.xfer.Lacks(key, h, now)
+		a.log.Warn("refused chunk: bytes do not match the hash asked for", "peer", s.peer.Name, "chunk", shortHash(h))
+		s.wake()
+		return nil
+	case err != nil:
+		return err
+	}
+	a.xfer.Got(key, h)
+	s.chunksIn.Add(1)
+	s.wake()
+	return nil
+}
+
+func shortHash(h [32]byte) string {
+	const hex = "0123456789abcdef"
+	b := make([]byte, 12)
+	for i := range 6 {
+		b[2*i], b[2*i+1] = hex[h[i]>>4], hex[h[i]&15]
+	}
+	return string(b)
+}
+
+// pushChunks answers the peer's requests, once no op is left to send it,
+// then asks it for what this agent lacks. Writer loop only.
+func (s *session) pushChunks() error {
+	a := s.a
+	s.mu.Lock()
+	ready := s.sm.Ready()
+	unsent := s.sm.Unsent(a.store.VersionVector())
+	s.mu.Unlock()
+	if !ready {
+		return nil
+	}
+	if !unsent {
+		for {
+			s.chunkMu.Lock()
+			if len(s.wants) == 0 {
+				s.chunkMu.Unlock()
+				break
+			}
+			h := s.wants[0]
+			s.wants = s.wants[1:]
+			s.chunkMu.Unlock()
+			c := &wire.Chunk{Hash: h[:]}
+			data, err := a.store.Chunk(h)
+			switch {
+			case err == nil:
+				c.Data = data
+			case !errors.Is(err, store.ErrNoChunk):
+				return err
+			}
+			if err := s.send(&wire.Message{Chunk: c}); err != nil {
+				return err
+			}
+			if len(c.Data) > 0 {
+				s.chunksOut.Add(1)
+			}
+			// Acks must not wait behind a run of chunks.
+			if err := s.flushAcks(); err != nil {
+				return err
+			}
+		}
+	}
+	if !s.peerChunks.Load() {
+		return nil
+	}
+	hashes := a.xfer.Next(s.xferKey(), time.Now())
+	if len(hashes) == 0 {
+		return nil
+	}
+	w := &wire.Want{Hashes: make([][]byte, len(hashes))}
+	for i := range hashes {
+		w.Hashes[i] = hashes[i][:]
+	}
+	return s.send(&wire.Message{Want: w})
+}

@@ -1,0 +1,346 @@
+// Package xfer schedules the transfer of attachment chunks between peers:
+// which chunks this replica still lacks (those of the manifests it holds),
+// in which order to ask for them, and which peer is asked for which. It does
+// no I/O: the agent's sessions ask it what to request next, and report what
+// arrived, what a peer said it does not hold, and when a session ends.
+//
+// Rules:
+//   - Order: fingerprints before photos before documents; within a kind the
+//     oldest manifest first (by its op's time, then its file hash), and a
+//     file's chunks in their order.
+//   - A chunk is asked of one peer at a time: never of two at once.
+//   - A peer is not asked for a chunk it said it lacks, for LackFor; after
+//     that it may have got it and is asked again.
+//   - Each peer has at most Window chunks asked and unanswered, so a session
+//     holds at most Window × 64 KiB in flight and a cut link loses at most
+//     that. A request unanswered for Timeout is given up, so a silent peer
+//     does not keep a chunk from the others.
+//
+// Chunks are content-addressed and each is kept as soon as it is verified,
+// so a transfer cut at any point resumes from whatever peer holds the rest.
+package xfer
+
+import (
+	"cmp"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/fieldsync/fieldsync/agent/attach"
+)
+
+// Hash is a chunk's SHA-256.
+type Hash = [32]byte
+
+// Defaults.
+const (
+	DefaultWindow  = 8
+	DefaultLackFor = time.Second
+	DefaultTimeout = 30 * time.Second
+)
+
+// Rank is the order of kinds: fingerprints first, then photos, then
+// documents.
+func Rank(k attach.Kind) int {
+	switch k {
+	case attach.KindFingerprint:
+		return 0
+	case attach.KindPhoto:
+		return 1
+	default:
+		return 2
+	}
+}
+
+// File is one manifest the replica holds.
+type File struct {
+	Manifest attach.Manifest
+	// Time orders files of one kind: the manifest op's wall time in ms.
+	Time int64
+}
+
+type chunk struct {
+	hash  Hash
+	size  int64
+	kind  attach.Kind
+	time  int64
+	file  Hash
+	index int
+}
+
+type flight struct {
+	peer  string
+	since time.Time
+}
+
+// Scheduler is safe for concurrent use.
+type Scheduler struct {
+	Window  int
+	LackFor time.Duration
+	Timeout time.Duration
+
+	mu       sync.Mutex
+	files    map[Hash]int    // file → chunks still missing (complete files are 0)
+	owners   map[Hash][]Hash // missing chunk → the files listing it
+	want     map[Hash]*chunk // missing chunks
+	order    []*chunk        // want, sorted; rebuilt lazily
+	dirty    bool            // order needs a sort
+	inflight map[Hash]flight // asked, unanswered
+	perPeer  map[string]int  // in flight per peer
+	lacks    map[string]map[Hash]time.Time
+	refused  uint64
+	received uint64
+}
+
+// New returns a scheduler with the default window, lack and timeout.
+func New() *Scheduler {
+	return &Scheduler{
+		Window: DefaultWindow, LackFor: DefaultLackFor, Timeout: DefaultTimeout,
+		files: map[Hash]int{}, owners: map[Hash][]Hash{}, want: map[Hash]*chunk{},
+		inflight: map[Hash]flight{}, perPeer: map[string]int{}, lacks: map[string]map[Hash]time.Time{},
+	}
+}
+
+// Add registers a file and the chunks of it not held (missing, a subset of
+// its manifest's chunks). A file already known is ignored.
+func (s *Scheduler) Add(f File, missing []Hash) {
+	m := f.Manifest
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.files[m.SHA256]; ok {
+		return
+	}
+	miss := map[Hash]bool{}
+	for _, h := range missing {
+		miss[h] = true
+	}
+	n := 0
+	for i, h := range m.Chunks {
+		if !miss[h] {
+			continue
+		}
+		delete(miss, h) // a hash twice in one file counts once
+		n++
+		size := int64(attach.ChunkSize)
+		if i == len(m.Chunks)-1 {
+			size = m.Size - int64(i)*attach.ChunkSize
+		}
+		if c := s.want[h]; c != nil {
+			if before(Rank(m.Kind), f.Time, m.SHA256, i, c) {
+				c.kind, c.time, c.file, c.index = m.Kind, f.Time, m.SHA256, i
+				s.dirty = true
+			}
+			continue
+		}
+		c := &chunk{hash: h, size: size, kind: m.Kind, time: f.Time, file: m.SHA256, index: i}
+		s.want[h] = c
+		s.order = append(s.order, c)
+		s.dirty = true
+	}
+	s.files[m.SHA256] = n
+	for _, h := range m.Chunks {
+		if _, ok := s.want[h]; ok && !slices.Contains(s.owners[h], m.SHA256) {
+			s.owners[h] = append(s.owners[h], m.SHA256)
+		}
+	}
+}
+
+func before(rank int, t int64, file Hash, index int, c *chunk) bool {
+	if r := Rank(c.kind); rank != r {
+		return rank < r
+	}
+	if t != c.time {
+		return t < c.time
+	}
+	if d := cmp.Compare(string(file[:]), string(c.file[:])); d != 0 {
+		return d < 0
+	}
+	return index < c.index
+}
+
+func (s *Scheduler) sortLocked() {
+	if !s.dirty {
+		return
+	}
+	s.order = slices.DeleteFunc(s.order, func(c *chunk) bool { return s.want[c.hash] != c })
+	slices.SortFunc(s.order, func(x, y *chunk) int {
+		if before(Rank(x.kind), x.time, x.file, x.index, y) {
+			return -1
+		}
+		if before(Rank(y.kind), y.time, y.file, y.index, x) {
+			return 1
+		}
+		return 0
+	})
+	s.dirty = false
+}
+
+// Next returns the chunks to ask peer for now, in order: at most the room
+// left in its window, none in flight elsewhere, none it said it lacks
+// recently. They count as in flight to peer until Got, Lacks or Drop.
+func (s *Scheduler) Next(peer string, now time.Time) []Hash {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.expireLocked(now)
+	room := s.Window - s.perPeer[peer]
+	if room <= 0 || len(s.want) == 0 {
+		return nil
+	}
+	s.sortLocked()
+	lacks := s.lacks[peer]
+	var out []Hash
+	for _, c := range s.order {
+		if len(out) == room {
+			break
+		}
+		if s.want[c.hash] != c {
+			continue
+		}
+		if _, busy := s.inflight[c.hash]; busy {
+			continue
+		}
+		if t, ok := lacks[c.hash]; ok && now.Sub(t) < s.LackFor {
+			continue
+		}
+		s.inflight[c.hash] = flight{peer: peer, since: now}
+		out = append(out, c.hash)
+	}
+	s.perPeer[peer] += len(out)
+	return out
+}
+
+// expireLocked gives up requests unanswered for Timeout.
+func (s *Scheduler) expireLocked(now time.Time) {
+	for h, f := range s.inflight {
+		if now.Sub(f.since) >= s.Timeout {
+			s.releaseLocked(h, f.peer)
+		}
+	}
+}
+
+func (s *Scheduler) releaseLocked(h Hash, peer string) {
+	delete(s.inflight, h)
+	if s.perPeer[peer]--; s.perPeer[peer] <= 0 {
+		delete(s.perPeer, peer)
+	}
+}
+
+// Asked reports whether h is in flight to peer: a chunk that is not was not
+// asked of it, and is refused.
+func (s *Scheduler) Asked(peer string, h Hash) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	f, ok := s.inflight[h]
+	return ok && f.peer == peer
+}
+
+// Got records that h, asked of peer, is now held (verified and stored).
+func (s *Scheduler) Got(peer string, h Hash) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if f, ok := s.inflight[h]; ok && f.peer == peer {
+		s.releaseLocked(h, peer)
+	}
+	s.heldLocked(h)
+	s.received++
+}
+
+// Held records that h is held, however it came (a local upload too).
+func (s *Scheduler) Held(h Hash) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if f, ok := s.inflight[h]; ok {
+		s.releaseLocked(h, f.peer)
+	}
+	s.heldLocked(h)
+}
+
+func (s *Scheduler) heldLocked(h Hash) {
+	if _, ok := s.want[h]; !ok {
+		return
+	}
+	delete(s.want, h)
+	s.dirty = true
+	for _, f := range s.owners[h] {
+		if s.files[f] > 0 {
+			s.files[f]--
+		}
+	}
+	delete(s.owners, h)
+}
+
+// Lacks records that peer does not hold h (it said so, or sent bytes that
+// do not match): h is asked of another peer, and of this one again only
+// after LackFor.
+func (s *Scheduler) Lacks(peer string, h Hash, now time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if f, ok := s.inflight[h]; ok && f.peer == peer {
+		s.releaseLocked(h, peer)
+	}
+	if s.lacks[peer] == nil {
+		s.lacks[peer] = map[Hash]time.Time{}
+	}
+	s.lacks[peer][h] = now
+}
+
+// Refused counts a chunk refused: not asked of that peer, or not matching.
+func (s *Scheduler) Refused() {
+	s.mu.Lock()
+	s.refused++
+	s.mu.Unlock()
+}
+
+// Drop forgets a peer whose session ended: what was in flight to it may be
+// asked of others.
+func (s *Scheduler) Drop(peer string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for h, f := range s.inflight {
+		if f.peer == peer {
+			s.releaseLocked(h, peer)
+		}
+	}
+	delete(s.perPeer, peer)
+	delete(s.lacks, peer)
+}
+
+// Wanted reports whether some chunk is still missing.
+func (s *Scheduler) Wanted() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.want) > 0
+}
+
+// Stats is what status shows.
+type Stats struct {
+	// PendingBytes: bytes of missing chunks, by kind (a chunk shared by two
+	// kinds counts for the first in order).
+	PendingBytes map[attach.Kind]int64
+	Complete     int // files held whole
+	Incomplete   int // files with a chunk missing
+	Refused      uint64
+	Received     uint64 // chunks received from peers and kept
+	InFlight     int
+}
+
+// Stats returns the counters.
+func (s *Scheduler) Stats() Stats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := Stats{PendingBytes: map[attach.Kind]int64{}, Refused: s.refused, Received: s.received, InFlight: len(s.inflight)}
+	for _, k := range attach.Kinds {
+		st.PendingBytes[k] = 0
+	}
+	for _, c := range s.want {
+		st.PendingBytes[c.kind] += c.size
+	}
+	for _, n := range s.files {
+		if n == 0 {
+			st.Complete++
+		} else {
+			st.Incomplete++
+		}
+	}
+	return st
+}
