@@ -169,3 +169,32 @@ func BenchmarkWrite(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "ops/s")
 }
+
+// BenchmarkPutChunks writes 256 MB of 64 KiB chunks into a fresh encrypted
+// store, one commit per chunk and in batches, and reports MB/s: the store's
+// own ceiling for an attachment transfer.
+//
+//	go test ./agent/store -run '^$' -bench PutChunks -benchtime 1x
+func BenchmarkPutChunks(b *testing.B) {
+	key := bytes.Repeat([]byte{7}, 32)
+	for _, batch := range []int{1, 8, 32, 64} {
+		b.Run(fmt.Sprintf("batch%d", batch), func(b *testing.B) {
+			const n = 4096 // 256 MiB
+			chunks := make([]ChunkData, n)
+			for i := range chunks {
+				h, data := randomChunk(uint64(i), 64<<10)
+				chunks[i] = ChunkData{Hash: h, Data: data}
+			}
+			for i := 0; i < b.N; i++ {
+				s, _ := openTest(b, func(o *Options) { o.EncryptionKey = key })
+				t := time.Now()
+				for j := 0; j < n; j += batch {
+					if _, err := s.PutChunks(chunks[j:min(j+batch, n)]); err != nil {
+						b.Fatal(err)
+					}
+				}
+				b.ReportMetric(float64(n*64<<10)/1e6/time.Since(t).Seconds(), "MB/s")
+			}
+		})
+	}
+}

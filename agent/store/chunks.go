@@ -45,25 +45,95 @@ type claim struct {
 // sha256(data) == hash (else ErrChunkHash). A chunk already held is not
 // written again. It is durable when PutChunk returns. Whether the chunk is
 // wanted (listed by a manifest this store holds, and missing) is the
-// caller's check: see MissingChunks.
+// caller's check: see MissingChunks. It costs one commit (one sync to disk)
+// per chunk: chunks arriving in a stream go through PutChunks.
 func (s *Store) PutChunk(hash [32]byte, data []byte) error {
-	if sha256.Sum256(data) != hash {
+	bad, err := s.PutChunks([]ChunkData{{Hash: hash, Data: data}})
+	if err != nil {
+		return err
+	}
+	if len(bad) > 0 {
 		return fmt.Errorf("put chunk %x: %w", hash[:6], ErrChunkHash)
 	}
+	return nil
+}
+
+// ChunkData is one chunk to keep: its bytes and the SHA-256 they must have.
+type ChunkData struct {
+	Hash [32]byte
+	Data []byte
+}
+
+// MaxChunkBatch is the most chunk bytes PutChunks writes in one
+// transaction: 4 MiB. A larger batch is committed in several, each durable
+// before the next is written.
+const MaxChunkBatch = 4 << 20
+
+// PutChunks keeps chunks received from anywhere, as PutChunk does, but in one
+// transaction, so a batch costs one commit and one sync to disk instead of
+// one per chunk. Each chunk is checked against its hash first, outside the
+// store's write lock; the positions in chunks of those that do not match are
+// returned in bad, in order, and nothing of them is written. A chunk already
+// held, or given twice, is written once. When the error is nil every chunk
+// not in bad is held and durable; on an error, any of them may be missing
+// (chunks are content-addressed, so writing one again is harmless). The
+// caller keeps chunks, which PutChunks does not retain.
+func (s *Store) PutChunks(chunks []ChunkData) (bad []int, err error) {
+	good := make([]bool, len(chunks))
+	for i, c := range chunks {
+		if sha256.Sum256(c.Data) == c.Hash {
+			good[i] = true
+		} else {
+			bad = append(bad, i)
+		}
+	}
+	if len(bad) == len(chunks) {
+		return bad, nil
+	}
 	if err := s.enter(); err != nil {
-		return err
+		return bad, err
 	}
 	defer s.leave()
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
 	if err := s.checkFailed(); err != nil {
-		return fmt.Errorf("put chunk: %w", err)
+		return bad, fmt.Errorf("put chunks: %w", err)
 	}
-	if held, err := s.hasChunk(hash); err != nil || held {
-		return err
+	txn := s.db.NewTransaction(true)
+	defer func() { txn.Discard() }() // txn moves on after a partial commit
+	seen := make(map[[32]byte]bool, len(chunks))
+	staged := 0
+	for i, c := range chunks {
+		if !good[i] || seen[c.Hash] {
+			continue
+		}
+		seen[c.Hash] = true
+		key := chunkKey(c.Hash)
+		if _, err := txn.Get(key); err == nil {
+			continue // held
+		} else if !errors.Is(err, badger.ErrKeyNotFound) {
+			return bad, fmt.Errorf("put chunks: look up chunk: %w", err)
+		}
+		if staged > 0 && staged+len(c.Data) > MaxChunkBatch {
+			if err := s.commit(txn); err != nil {
+				return bad, fmt.Errorf("put chunks: %w", err)
+			}
+			txn = s.db.NewTransaction(true)
+			staged = 0
+		}
+		if err := txn.Set(key, c.Data); err != nil {
+			return bad, fmt.Errorf("put chunks: %w", err)
+		}
+		staged += len(c.Data)
+		s.trim.note(len(c.Data))
 	}
-	s.trim.note(len(data))
-	return s.update(func(txn *badger.Txn) error { return txn.Set(chunkKey(hash), data) })
+	if staged == 0 {
+		return bad, nil
+	}
+	if err := s.commit(txn); err != nil {
+		return bad, fmt.Errorf("put chunks: %w", err)
+	}
+	return bad, nil
 }
 
 // Chunk returns a copy of the chunk with this hash, or an error wrapping

@@ -238,3 +238,80 @@ func TestConcurrentUploadsShareAChunk(t *testing.T) {
 		t.Fatal("an abort removed a committed chunk")
 	}
 }
+
+// A batch is checked chunk by chunk and committed once: the chunk whose
+// bytes do not match is reported by its position and not written, a chunk
+// given twice or already held is written once, and every other chunk is
+// there after a reopen.
+func TestPutChunksCommitsABatchOnce(t *testing.T) {
+	s, dir := openTest(t, nil)
+	held, heldData := randomChunk(40, 64<<10)
+	if err := s.PutChunk(held, heldData); err != nil {
+		t.Fatal(err)
+	}
+	var batch []ChunkData
+	for i := range 10 {
+		h, d := randomChunk(uint64(41+i), 64<<10-i)
+		batch = append(batch, ChunkData{Hash: h, Data: d})
+	}
+	altered := bytes.Clone(batch[3].Data)
+	altered[7] ^= 0x80
+	batch[3].Data = altered
+	batch = append(batch, batch[5], ChunkData{Hash: held, Data: heldData})
+	commits := s.commits.Load()
+	bad, err := s.PutChunks(batch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(bad) != 1 || bad[0] != 3 {
+		t.Fatalf("bad %v, want [3]", bad)
+	}
+	if n := s.commits.Load() - commits; n != 1 {
+		t.Fatalf("%d commits for one batch", n)
+	}
+	if n := chunkCount(t, s); n != 10 {
+		t.Fatalf("%d chunks, want 10 (9 new and the one held before)", n)
+	}
+	s = reopen(t, s, dir, nil)
+	for i, c := range batch {
+		ok, err := s.HasChunk(c.Hash)
+		if err != nil || ok == (i == 3) {
+			t.Fatalf("chunk %d after reopen: held %v, %v", i, ok, err)
+		}
+	}
+	got, err := s.Chunk(batch[9].Hash)
+	if err != nil || !bytes.Equal(got, batch[9].Data) {
+		t.Fatalf("read back: %v", err)
+	}
+	// Nothing new: no commit at all.
+	commits = s.commits.Load()
+	if bad, err := s.PutChunks(batch[:3]); err != nil || len(bad) != 0 {
+		t.Fatalf("again: %v %v", bad, err)
+	}
+	if s.commits.Load() != commits {
+		t.Fatal("a batch of chunks held already committed")
+	}
+}
+
+// A batch larger than MaxChunkBatch is committed in several transactions,
+// each within badger's limits, and all of it is kept.
+func TestPutChunksSplitsABigBatch(t *testing.T) {
+	s, dir := openTest(t, nil)
+	n := 2*MaxChunkBatch/(64<<10) + 3
+	batch := make([]ChunkData, n)
+	for i := range batch {
+		h, d := randomChunk(uint64(100+i), 64<<10)
+		batch[i] = ChunkData{Hash: h, Data: d}
+	}
+	commits := s.commits.Load()
+	if bad, err := s.PutChunks(batch); err != nil || len(bad) != 0 {
+		t.Fatalf("%v %v", bad, err)
+	}
+	if c := s.commits.Load() - commits; c != 3 {
+		t.Fatalf("%d commits for %d bytes, want 3", c, n*64<<10)
+	}
+	s = reopen(t, s, dir, nil)
+	if got := chunkCount(t, s); got != n {
+		t.Fatalf("%d chunks after reopen, want %d", got, n)
+	}
+}
