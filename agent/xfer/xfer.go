@@ -11,13 +11,19 @@
 //   - A chunk is asked of one peer at a time: never of two at once.
 //   - A peer is not asked for a chunk it said it lacks, for LackFor; after
 //     that it may have got it and is asked again.
-//   - Each peer has at most Window chunks asked and unanswered, so a session
-//     holds at most Window × 64 KiB in flight and a cut link loses at most
-//     that. A request unanswered for Timeout is given up, so a silent peer
-//     does not keep a chunk from the others.
+//   - Each peer has at most Window chunks asked and not arrived, so a
+//     session holds at most Window × 64 KiB on the wire and a cut link loses
+//     at most that. A request unanswered for Timeout is given up, so a silent
+//     peer does not keep a chunk from the others.
+//   - A chunk that has arrived (Arrived) leaves its peer's window at once,
+//     while the agent checks and stores it, and is asked of no one until it
+//     is settled: held (Got), refused (Lacks) or not kept (Lost). Storing
+//     in batches therefore never stalls the link, and a chunk being stored
+//     when its session ends is not asked again elsewhere.
 //
-// Chunks are content-addressed and each is kept as soon as it is verified,
-// so a transfer cut at any point resumes from whatever peer holds the rest.
+// Chunks are content-addressed and each is kept as soon as it is verified
+// and stored, so a transfer cut at any point resumes from whatever peer
+// holds the rest.
 package xfer
 
 import (
@@ -83,9 +89,13 @@ type Scheduler struct {
 	files    map[Hash]int    // file → chunks still missing (complete files are 0)
 	owners   map[Hash][]Hash // missing chunk → the files listing it
 	want     map[Hash]*chunk // missing chunks
-	order    []*chunk        // want, sorted; rebuilt lazily
+	order    []*chunk        // want, sorted, and chunks no longer wanted (stale)
 	dirty    bool            // order needs a sort
+	stale    int             // entries of order no longer wanted
+	pending  map[attach.Kind]int64
+	unfilled int             // files with a chunk missing
 	inflight map[Hash]flight // asked, unanswered
+	arrived  map[Hash]bool   // arrived, being stored: asked of no one
 	perPeer  map[string]int  // in flight per peer
 	lacks    map[string]map[Hash]time.Time
 	refused  uint64
@@ -96,8 +106,8 @@ type Scheduler struct {
 func New() *Scheduler {
 	return &Scheduler{
 		Window: DefaultWindow, LackFor: DefaultLackFor, Timeout: DefaultTimeout,
-		files: map[Hash]int{}, owners: map[Hash][]Hash{}, want: map[Hash]*chunk{},
-		inflight: map[Hash]flight{}, perPeer: map[string]int{}, lacks: map[string]map[Hash]time.Time{},
+		files: map[Hash]int{}, pending: map[attach.Kind]int64{}, owners: map[Hash][]Hash{}, want: map[Hash]*chunk{},
+		inflight: map[Hash]flight{}, arrived: map[Hash]bool{}, perPeer: map[string]int{}, lacks: map[string]map[Hash]time.Time{},
 	}
 }
 
@@ -114,19 +124,21 @@ func (s *Scheduler) Add(f File, missing []Hash) {
 	for _, h := range missing {
 		miss[h] = true
 	}
-	n := 0
+	var counted []Hash // the file's chunks it waits for: owners below
 	for i, h := range m.Chunks {
 		if !miss[h] {
 			continue
 		}
 		delete(miss, h) // a hash twice in one file counts once
-		n++
+		counted = append(counted, h)
 		size := int64(attach.ChunkSize)
 		if i == len(m.Chunks)-1 {
 			size = m.Size - int64(i)*attach.ChunkSize
 		}
 		if c := s.want[h]; c != nil {
 			if before(Rank(m.Kind), f.Time, m.SHA256, i, c) {
+				s.pending[c.kind] -= c.size
+				s.pending[m.Kind] += c.size
 				c.kind, c.time, c.file, c.index = m.Kind, f.Time, m.SHA256, i
 				s.dirty = true
 			}
@@ -134,14 +146,19 @@ func (s *Scheduler) Add(f File, missing []Hash) {
 		}
 		c := &chunk{hash: h, size: size, kind: m.Kind, time: f.Time, file: m.SHA256, index: i}
 		s.want[h] = c
+		s.pending[m.Kind] += size
 		s.order = append(s.order, c)
 		s.dirty = true
 	}
-	s.files[m.SHA256] = n
-	for _, h := range m.Chunks {
-		if _, ok := s.want[h]; ok && !slices.Contains(s.owners[h], m.SHA256) {
-			s.owners[h] = append(s.owners[h], m.SHA256)
-		}
+	s.files[m.SHA256] = len(counted)
+	if len(counted) > 0 {
+		s.unfilled++
+	}
+	// Only the chunks the file counts: a chunk of it that the caller found
+	// held (stored, and the scheduler not told yet) must not count it down
+	// when the scheduler is told.
+	for _, h := range counted {
+		s.owners[h] = append(s.owners[h], m.SHA256)
 	}
 }
 
@@ -158,11 +175,25 @@ func before(rank int, t int64, file Hash, index int, c *chunk) bool {
 	return index < c.index
 }
 
+// compactAfter is how many stale entries order may hold before Next drops
+// them: each Next walks past the stale entries at the front of the order,
+// each drop walks the whole order once.
+const compactAfter = 256
+
+// sortLocked drops the stale entries of order and sorts it, if chunks were
+// added since the last sort; else it only drops them, once they are many.
+// Removing a held chunk leaves it stale in order rather than sorting again,
+// which cost a sort of every missing chunk per chunk received.
 func (s *Scheduler) sortLocked() {
 	if !s.dirty {
+		if s.stale > compactAfter {
+			s.order = slices.DeleteFunc(s.order, func(c *chunk) bool { return s.want[c.hash] != c })
+			s.stale = 0
+		}
 		return
 	}
 	s.order = slices.DeleteFunc(s.order, func(c *chunk) bool { return s.want[c.hash] != c })
+	s.stale = 0
 	slices.SortFunc(s.order, func(x, y *chunk) int {
 		if before(Rank(x.kind), x.time, x.file, x.index, y) {
 			return -1
@@ -176,8 +207,9 @@ func (s *Scheduler) sortLocked() {
 }
 
 // Next returns the chunks to ask peer for now, in order: at most the room
-// left in its window, none in flight elsewhere, none it said it lacks
-// recently. They count as in flight to peer until Got, Lacks or Drop.
+// left in its window, none in flight elsewhere or being stored, none it
+// said it lacks recently. They count as in flight to peer until Arrived,
+// Got, Lacks or Drop.
 func (s *Scheduler) Next(peer string, now time.Time) []Hash {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -196,7 +228,7 @@ func (s *Scheduler) Next(peer string, now time.Time) []Hash {
 		if s.want[c.hash] != c {
 			continue
 		}
-		if _, busy := s.inflight[c.hash]; busy {
+		if _, busy := s.inflight[c.hash]; busy || s.arrived[c.hash] {
 			continue
 		}
 		if t, ok := lacks[c.hash]; ok && now.Sub(t) < s.LackFor {
@@ -234,15 +266,44 @@ func (s *Scheduler) Asked(peer string, h Hash) bool {
 	return ok && f.peer == peer
 }
 
-// Got records that h, asked of peer, is now held (verified and stored).
+// Arrived records that h, asked of peer, has arrived and is being checked
+// and stored: it leaves peer's window, so peer may be asked for more, and
+// is asked of no one until Got, Lacks or Lost. It reports false, changing
+// nothing, when h is not in flight to peer: a chunk not asked of it, which
+// the caller refuses.
+func (s *Scheduler) Arrived(peer string, h Hash) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	f, ok := s.inflight[h]
+	if !ok || f.peer != peer {
+		return false
+	}
+	s.releaseLocked(h, peer)
+	if _, wanted := s.want[h]; wanted {
+		s.arrived[h] = true
+	}
+	return true
+}
+
+// Got records that h, asked of peer (arrived or not), is now held: verified
+// and durable.
 func (s *Scheduler) Got(peer string, h Hash) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if f, ok := s.inflight[h]; ok && f.peer == peer {
 		s.releaseLocked(h, peer)
 	}
+	delete(s.arrived, h)
 	s.heldLocked(h)
 	s.received++
+}
+
+// Lost records that an arrived chunk was not kept (the store failed to
+// write it): it is wanted again, from any peer.
+func (s *Scheduler) Lost(h Hash) {
+	s.mu.Lock()
+	delete(s.arrived, h)
+	s.mu.Unlock()
 }
 
 // Held records that h is held, however it came (a local upload too).
@@ -252,32 +313,38 @@ func (s *Scheduler) Held(h Hash) {
 	if f, ok := s.inflight[h]; ok {
 		s.releaseLocked(h, f.peer)
 	}
+	delete(s.arrived, h)
 	s.heldLocked(h)
 }
 
 func (s *Scheduler) heldLocked(h Hash) {
-	if _, ok := s.want[h]; !ok {
+	c, ok := s.want[h]
+	if !ok {
 		return
 	}
 	delete(s.want, h)
-	s.dirty = true
+	s.pending[c.kind] -= c.size
+	s.stale++
 	for _, f := range s.owners[h] {
 		if s.files[f] > 0 {
-			s.files[f]--
+			if s.files[f]--; s.files[f] == 0 {
+				s.unfilled--
+			}
 		}
 	}
 	delete(s.owners, h)
 }
 
 // Lacks records that peer does not hold h (it said so, or sent bytes that
-// do not match): h is asked of another peer, and of this one again only
-// after LackFor.
+// do not match, in flight or arrived): h is asked of another peer, and of
+// this one again only after LackFor.
 func (s *Scheduler) Lacks(peer string, h Hash, now time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if f, ok := s.inflight[h]; ok && f.peer == peer {
 		s.releaseLocked(h, peer)
 	}
+	delete(s.arrived, h)
 	if s.lacks[peer] == nil {
 		s.lacks[peer] = map[Hash]time.Time{}
 	}
@@ -292,7 +359,8 @@ func (s *Scheduler) Refused() {
 }
 
 // Drop forgets a peer whose session ended: what was in flight to it may be
-// asked of others.
+// asked of others. Chunks that arrived from it are still being stored and
+// stay so.
 func (s *Scheduler) Drop(peer string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -321,26 +389,19 @@ type Stats struct {
 	Incomplete   int // files with a chunk missing
 	Refused      uint64
 	Received     uint64 // chunks received from peers and kept
-	InFlight     int
+	InFlight     int    // asked of peers, not arrived
+	Storing      int    // arrived, being checked and stored
 }
 
 // Stats returns the counters.
 func (s *Scheduler) Stats() Stats {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	st := Stats{PendingBytes: map[attach.Kind]int64{}, Refused: s.refused, Received: s.received, InFlight: len(s.inflight)}
+	st := Stats{PendingBytes: map[attach.Kind]int64{}, Refused: s.refused, Received: s.received,
+		InFlight: len(s.inflight), Storing: len(s.arrived),
+		Complete: len(s.files) - s.unfilled, Incomplete: s.unfilled}
 	for _, k := range attach.Kinds {
-		st.PendingBytes[k] = 0
-	}
-	for _, c := range s.want {
-		st.PendingBytes[c.kind] += c.size
-	}
-	for _, n := range s.files {
-		if n == 0 {
-			st.Complete++
-		} else {
-			st.Incomplete++
-		}
+		st.PendingBytes[k] = s.pending[k]
 	}
 	return st
 }
