@@ -66,6 +66,7 @@ type Agent struct {
 	// The transfer of attachment chunks (transfer.go).
 	xfer           *xfer.Scheduler
 	fresh          newFiles
+	chunkIn        chan arrivedChunk // sessions → chunkSink
 	joinWarnAt     time.Time
 	rev            revocationState // revocation.go
 	gossipEpochNow atomic.Uint64   // gossipkey.go
@@ -111,6 +112,7 @@ func New(cfg Config) (_ *Agent, err error) {
 	}
 	a := &Agent{
 		xfer:        xfer.New(),
+		chunkIn:     make(chan arrivedChunk, sinkQueue),
 		cfg:         cfg,
 		log:         cfg.Logger.With("device", dev.Name()),
 		dev:         dev,
@@ -260,8 +262,9 @@ func (a *Agent) Run(ctx context.Context) error {
 		// what its peers hold: ask before writing on it.
 		a.own.reset(a, "starting")
 	}
-	a.wg.Add(1)
+	a.wg.Add(2)
 	go func() { defer a.wg.Done(); a.resignLoop() }()
+	go func() { defer a.wg.Done(); a.chunkSink() }()
 	for _, addr := range a.cfg.Hubs {
 		a.wg.Add(1)
 		go func(addr string) { defer a.wg.Done(); a.hubLoop(addr) }(addr)
