@@ -49,6 +49,11 @@ type options struct {
 	// the receiver taken during the sync (go tool pprof FILE).
 	profile string
 	noHub   bool
+	// attachMB is the size of the attachment figures' data set;
+	// noAttach skips them, attachOnly runs only them.
+	attachMB   int
+	noAttach   bool
+	attachOnly bool
 }
 
 func main() {
@@ -57,6 +62,9 @@ func main() {
 	flag.IntVar(&o.n, "n", 100_000, "dossiers to sync")
 	flag.BoolVar(&o.keep, "keep", false, "keep the temporary directory")
 	flag.BoolVar(&o.noHub, "no-hub", false, "skip the hub figures (PostgreSQL, receipts, the cut link)")
+	flag.IntVar(&o.attachMB, "attach-mb", 500, "MB of attachments (photos and fingerprints) to move for the attachment figures")
+	flag.BoolVar(&o.noAttach, "no-attach", false, "skip the attachment figures")
+	flag.BoolVar(&o.attachOnly, "attach-only", false, "measure only the attachment figures")
 	flag.StringVar(&o.profile, "profile", "", "write CPU profiles of the sending and receiving agents during the sync into this directory")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -93,6 +101,14 @@ func run(ctx context.Context, o options) error {
 	go func() { <-ctx.Done(); c.Close() }()
 
 	fmt.Printf("fieldsync bench: %d dossiers, %d CPUs, %s\n\n", o.n, runtime.NumCPU(), runtime.Version())
+	if o.attachOnly {
+		figs, err := attachmentFigures(ctx, c, o.attachMB, o.profile)
+		if err != nil {
+			return err
+		}
+		report(figs, nil)
+		return nil
+	}
 	sender, err := c.Provision("sender", "field")
 	if err != nil {
 		return err
@@ -305,9 +321,24 @@ func run(ctx context.Context, o options) error {
 		{"sender_rss_mb", "MB", peakSender, "peak resident memory of the sending agent; " + senderNow},
 	}
 	figs = append(figs, hubFigs...)
+	if o.noAttach {
+		skips = append(skips, "SKIP attachment figures (--no-attach)")
+	} else {
+		attFigs, err := attachmentFigures(ctx, c, o.attachMB, o.profile)
+		if err != nil {
+			return fmt.Errorf("attachments: %w", err)
+		}
+		figs = append(figs, attFigs...)
+	}
+	report(figs, skips)
+	return nil
+}
+
+// report prints each figure beside its limit, then the BENCH lines.
+func report(figs []figure, skips []string) {
 	fmt.Println()
 	for _, f := range figs {
-		fmt.Printf("%-24s %14s %-12s %s\n", f.name, format(f.value), f.unit, f.limit)
+		fmt.Printf("%-26s %14s %-12s %s\n", f.name, format(f.value), f.unit, f.limit)
 	}
 	for _, s := range skips {
 		fmt.Println(s)
@@ -316,7 +347,6 @@ func run(ctx context.Context, o options) error {
 	for _, f := range figs {
 		fmt.Printf("BENCH %s %s %s\n", f.name, format(f.value), strings.ReplaceAll(f.unit, " ", "_"))
 	}
-	return nil
 }
 
 func format(v float64) string {
