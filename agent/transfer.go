@@ -176,18 +176,28 @@ type arrivedChunk struct {
 }
 
 // Group commit of received chunks. Storing each chunk in its own commit
-// costs a sync to disk per 64 KiB, which bounded a transfer to about 30 MB/s;
-// the sink takes whatever chunks are queued when it is free, up to
-// sinkBatchChunks or sinkBatchBytes, and stores them in one commit. Under a
-// light load a batch is one chunk, as before; under a heavy one the batches
-// grow, and so does throughput. docs/performance.md has the figures.
+// cost a sync to disk per chunk (64 KiB, a fingerprint's ~20 KB), which held
+// a transfer to about 30 MB/s; the sink takes whatever chunks are queued
+// when it is free, up to sinkBatchChunks or sinkBatchBytes, and stores them
+// in one commit. Under a light load a batch is one chunk, as before; under a
+// heavy one the batches grow, and so does throughput (docs/performance.md,
+// Attachments).
 const (
-	// sinkQueue is how many received chunks may wait for the sink: 32, 2
-	// MiB at most, the memory a transfer adds beside one batch being stored.
-	sinkQueue = 32
-	// sinkBatchChunks and sinkBatchBytes bound one commit: 32 chunks, 2 MiB.
-	sinkBatchChunks = 32
-	sinkBatchBytes  = 2 << 20
+	// sinkQueue is how many received chunks may wait for the sink: 128,
+	// at most 8 MiB (about 4 MiB with the chunks of photos and fingerprint
+	// templates), beside one batch being stored. When it is full, sessions
+	// stop reading: a slow disk slows the link instead of growing memory.
+	sinkQueue = 128
+	// sinkBatchChunks and sinkBatchBytes bound one commit: 128 chunks, 4
+	// MiB (store.MaxChunkBatch, one transaction). The fixed cost of a
+	// commit (badger syncs its value log and its memtable log) is paid per
+	// commit whatever its size, so a batch is bounded by bytes, and the
+	// count is high enough that a batch of 20 KB fingerprint chunks still
+	// reaches 4 MiB: with 32, batches of the bench's mix held under 1 MB and
+	// the transfer ran at 30 MB/s, with 128 at 44 MB/s (one run each, the
+	// machine shared).
+	sinkBatchChunks = 128
+	sinkBatchBytes  = store.MaxChunkBatch
 )
 
 // chunkSink stores the chunks sessions received, in batches, until the

@@ -54,6 +54,7 @@ type options struct {
 	attachMB   int
 	noAttach   bool
 	attachOnly bool
+	logs       bool
 }
 
 func main() {
@@ -64,6 +65,7 @@ func main() {
 	flag.BoolVar(&o.noHub, "no-hub", false, "skip the hub figures (PostgreSQL, receipts, the cut link)")
 	flag.IntVar(&o.attachMB, "attach-mb", 500, "MB of attachments (photos and fingerprints) to move for the attachment figures")
 	flag.BoolVar(&o.noAttach, "no-attach", false, "skip the attachment figures")
+	flag.BoolVar(&o.logs, "logs", false, "print the agents' logs")
 	flag.BoolVar(&o.attachOnly, "attach-only", false, "measure only the attachment figures")
 	flag.StringVar(&o.profile, "profile", "", "write CPU profiles of the sending and receiving agents during the sync into this directory")
 	flag.Parse()
@@ -98,6 +100,9 @@ func run(ctx context.Context, o options) error {
 		return err
 	}
 	defer c.Close()
+	if o.logs {
+		c.LogTo = os.Stderr
+	}
 	go func() { <-ctx.Done(); c.Close() }()
 
 	fmt.Printf("fieldsync bench: %d dossiers, %d CPUs, %s\n\n", o.n, runtime.NumCPU(), runtime.Version())
