@@ -14,6 +14,7 @@ FUZZTIME  ?= 300000x
 FUZZ_TARGETS := \
 	./crdt:FuzzDecodeOp \
 	./agent/wire:FuzzReadFrame \
+	./agent/wire:FuzzChunkFrames \
 	./agent/identity:FuzzUnmarshalCredential \
 	./agent/identity:FuzzDecodeRevocation \
 	./agent/schema:FuzzParseAndValidate \
