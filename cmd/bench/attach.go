@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/fieldsync/fieldsync/agent/api"
+	"github.com/fieldsync/fieldsync/agent/attach"
 	"github.com/fieldsync/fieldsync/agent/xfer"
 	"github.com/fieldsync/fieldsync/cmd/internal/harness"
 )
@@ -19,7 +20,10 @@ import (
 //   - attachment_mb_per_s: how fast a laptop that joins it gets them all,
 //     beside raw_stream_mb_per_s, a bare libp2p stream between two hosts of
 //     the same transport on the same loopback, measured in the same run
-//     (before and after, the mean of the two);
+//     (before and after, the mean of the two), and beside the two limits
+//     under it: store_chunk_mb_per_s, the receiving store's own batched
+//     chunk writes in process, and disk_sync_mb_per_s, the disk's own
+//     synced writes;
 //   - attachment_peak_rss_mb: the receiving agent's peak resident memory;
 //   - attachment_resent_chunks and attachment_resent_bytes: what a cut at
 //     half way costs, uploading to a hub (which asks for chunks as a laptop
@@ -127,8 +131,8 @@ func attachmentFigures(ctx context.Context, c *harness.Cluster, mb int, profile 
 		{"attachment_resent_chunks", "chunks", float64(cut.duplicates),
 			fmt.Sprintf("chunks the hub received twice after the link was cut at half way (bar: one window, %d chunks); clean upload: %d; received %d for %d", window, clean.duplicates, cut.received, at.Chunks)},
 		{"attachment_resent_bytes", "bytes", float64(cut.proxyBytes - clean.proxyBytes),
-			fmt.Sprintf("bytes the link carried beyond a clean upload when cut at half way (one window: %d × ~%d bytes = %d); %d bytes with the cut, %d without; upload took %.2f s with the cut, %.2f s without",
-				window, chunkAvg, int64(window)*chunkAvg, cut.proxyBytes, clean.proxyBytes, cut.took.Seconds(), clean.took.Seconds())},
+			fmt.Sprintf("bytes the link carried beyond a clean upload when cut at half way, the reconnection included (one window: at most %d × 64 KiB = %d bytes, %d with this mix's average chunk of %d bytes); %d bytes with the cut, %d without; upload took %.2f s with the cut, %.2f s without",
+				window, window*attach.ChunkSize, int64(window)*chunkAvg, chunkAvg, cut.proxyBytes, clean.proxyBytes, cut.took.Seconds(), clean.took.Seconds())},
 	}, nil
 }
 

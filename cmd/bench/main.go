@@ -17,7 +17,10 @@
 //     skipped, with a SKIP line, where no PostgreSQL server is installed;
 //   - resent_bytes_after_cut: bytes the link to a hub carried beyond a clean
 //     upload when it is cut at half way, both measured through a proxy in
-//     the same run, against one window of unacknowledged batches.
+//     the same run, against one window of unacknowledged batches;
+//   - attachment_*: 500 MB of photos and fingerprints moved between laptops
+//     and to a hub, against a raw libp2p stream, the store and the disk
+//     (attach.go).
 package main
 
 import (
