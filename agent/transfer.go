@@ -104,7 +104,7 @@ func (a *Agent) attachmentStatus() api.AttachmentStatus {
 		pending[string(k)] = n
 	}
 	return api.AttachmentStatus{PendingBytes: pending, Complete: st.Complete, Incomplete: st.Incomplete,
-		RefusedChunks: st.Refused, ReceivedChunks: st.Received, InFlight: st.InFlight}
+		RefusedChunks: st.Refused, ReceivedChunks: st.Received, InFlight: st.InFlight, Storing: st.Storing}
 }
 
 // xferKey names the session's peer to the scheduler.

@@ -87,6 +87,10 @@ type AttachmentStatus struct {
 	ReceivedChunks uint64 `json:"received_chunks"`
 	// InFlight counts chunks asked of peers and not answered yet.
 	InFlight int `json:"in_flight"`
+	// Storing counts chunks received and not stored yet: being checked
+	// and written with others in one commit. They count in ReceivedChunks
+	// once stored.
+	Storing int `json:"storing"`
 }
 
 // Status is the agent's state as shown by GET /v1/status.

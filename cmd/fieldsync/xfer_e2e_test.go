@@ -151,12 +151,20 @@ func TestE2EAttachmentTransferResumesFromAnotherLaptop(t *testing.T) {
 		t.Fatal(err)
 	}
 	b := start(t, c, "laptop-b", a)
+	// Received counts chunks stored; those arrived and waiting to be
+	// stored in a batch (Storing) are B's too, and A's death loses none.
 	if err := harness.WaitFor(60*time.Second, func() (bool, error) {
-		return status(t, b).Attachments.ReceivedChunks >= uint64(total/2), nil
+		st := status(t, b).Attachments
+		return st.ReceivedChunks+uint64(st.Storing) >= uint64(total/2), nil
 	}); err != nil {
 		t.Fatalf("B: %+v", status(t, b).Attachments)
 	}
 	a.Kill()
+	if err := harness.WaitFor(30*time.Second, func() (bool, error) {
+		return status(t, b).Attachments.Storing == 0, nil
+	}); err != nil {
+		t.Fatalf("B never stored what it received: %+v", status(t, b).Attachments)
+	}
 	half := status(t, b).Attachments
 	if half.Incomplete == 0 {
 		t.Fatalf("B got everything before the cut: %+v", half)
