@@ -52,6 +52,7 @@ type Agent struct {
 	isHub       bool
 	up          upstream
 	exporter    exporter      // nil unless a hub with --postgres
+	files       hubFiles      // a hub's attachments: receipt loop only (hubattach.go)
 	receiptWake chan struct{} // hub: new ops may need a receipt
 	refusedOps  atomic.Uint64
 	changes     atomic.Uint64 // bumped by every commit that added ops
@@ -170,6 +171,11 @@ func New(cfg Config) (_ *Agent, err error) {
 	}
 	if err := a.loadReceipts(); err != nil {
 		return nil, err
+	}
+	if a.isHub {
+		if err := a.loadHubFiles(); err != nil {
+			return nil, err
+		}
 	}
 	if cfg.Postgres != "" {
 		if !a.isHub {

@@ -132,6 +132,10 @@ func (s *session) takeWant(w *wire.Want) {
 
 const maxQueuedWants = 2 * xfer.DefaultWindow
 
+// opsFirstFor: how long a session that still lacks ops the peer holds waits
+// for another batch before it asks for chunks anyway.
+const opsFirstFor = 5 * time.Second
+
 // takeChunk handles a chunk frame: refused unless this session asked the
 // peer for it and its bytes match the hash; kept at once otherwise.
 func (s *session) takeChunk(c *wire.Chunk) error {
@@ -162,6 +166,9 @@ func (s *session) takeChunk(c *wire.Chunk) error {
 	}
 	a.xfer.Got(key, h)
 	s.chunksIn.Add(1)
+	if a.isHub {
+		a.kickReceipts() // a file may be whole: export it, receipt it
+	}
 	s.wake()
 	return nil
 }
@@ -217,6 +224,15 @@ func (s *session) pushChunks() error {
 		}
 	}
 	if !s.peerChunks.Load() {
+		return nil
+	}
+	// Dossiers first: ask for chunks once this agent holds the ops the peer
+	// has, or once the peer has sent no batch for a while (it holds ops
+	// this agent refuses, a revoked origin's, and will not send them).
+	s.mu.Lock()
+	behind := s.sm.Behind(a.store.VersionVector())
+	s.mu.Unlock()
+	if behind && time.Since(time.Unix(0, s.lastBatch.Load())) < opsFirstFor {
 		return nil
 	}
 	hashes := a.xfer.Next(s.xferKey(), time.Now())

@@ -47,8 +47,8 @@ type Attachment struct {
 	Op           string    `json:"op"` // "<origin>:<seq>", the manifest op
 	// Complete: every chunk of the file is held on this agent.
 	Complete bool `json:"complete"`
-	// Delivered: a hub's receipt covers the manifest op. The bytes' own
-	// delivery to the hub is not yet tracked (see docs/api.md).
+	// Delivered: a hub's receipt says it holds the file whole, verified
+	// against this manifest (and exported, where it exports).
 	Delivered bool `json:"delivered"`
 	// Conflict: the field has another live manifest (a concurrent
 	// replacement on another laptop), listed beside this one.

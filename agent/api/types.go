@@ -182,6 +182,12 @@ type Upstream struct {
 	Origins map[string]OriginDelivery `json:"origins"`
 	// Upload is the progress of the upload to a connected hub.
 	Upload *Upload `json:"upload,omitempty"`
+	// AttachmentsUndelivered counts attachments held here (manifest ops)
+	// that no hub's receipt says it holds whole; AttachmentsPendingBytes
+	// is their size by kind (photo, fingerprint, document): what is left
+	// to upload.
+	AttachmentsUndelivered  int              `json:"attachments_undelivered"`
+	AttachmentsPendingBytes map[string]int64 `json:"attachments_pending_bytes"`
 }
 
 // OriginDelivery counts one device's dossiers.

@@ -52,6 +52,13 @@ import (
 //	                     (Options.AttachmentFile)
 //	x/at/<sha256 32B>    8B: the wall time (ms) of the op that wrote x/a/, so the
 //	                     transfer asks for the oldest files first
+//	x/ao/<origin>/<seq 8B>/<field>  file sha256 (32B), the op's wall time (8B)
+//	                     and the record id: every manifest op, in log order,
+//	                     for a hub to know how far an origin's attachments are
+//	                     whole (its receipts' Attached) and a laptop which
+//	                     dossiers' attachments are not yet delivered
+//	m/attached           a hub's watermark of whole attachments (a version
+//	                     vector; SetAttached)
 //
 // All writes of one op (o/, r/, x/c/, h/, w/, k/, x/h/, x/i/, m/clock,
 // m/records) are in one transaction.
@@ -71,12 +78,14 @@ const (
 	prefixUpload   = "u/"
 	prefixManifest = "x/a/"
 	prefixManTime  = "x/at/"
+	prefixManOp    = "x/ao/"
 
 	keyClock    = "m/clock"
 	keySelf     = "m/self"
 	keyRecords  = "m/records"
 	keyVersion  = "m/version"
 	keyExported = "m/exported"
+	keyAttached = "m/attached"
 
 	// layoutVersion is stored in m/version; a store written with another
 	// layout is refused at Open rather than misread. 2 added the create,
@@ -133,6 +142,19 @@ func uploadKey(h [32]byte) []byte { return append([]byte(prefixUpload), h[:]...)
 func manifestKey(file [32]byte) []byte { return append([]byte(prefixManifest), file[:]...) }
 func manifestTimeKey(file [32]byte) []byte {
 	return append([]byte(prefixManTime), file[:]...)
+}
+
+func manifestOpPrefix(origin string) []byte { return []byte(prefixManOp + origin + "/") }
+
+func manifestOpKey(origin string, seq uint64, field string) []byte {
+	k := binary.BigEndian.AppendUint64(manifestOpPrefix(origin), seq)
+	return append(append(k, '/'), field...)
+}
+
+func manifestOpValue(file [32]byte, wall int64, record string) []byte {
+	v := append(file[:0:0], file[:]...)
+	v = binary.BigEndian.AppendUint64(v, uint64(wall))
+	return append(v, record...)
 }
 
 func u64(v uint64) []byte { return binary.BigEndian.AppendUint64(nil, v) }

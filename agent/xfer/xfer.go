@@ -344,3 +344,12 @@ func (s *Scheduler) Stats() Stats {
 	}
 	return st
 }
+
+// Whole reports whether file is a registered file whose every chunk is
+// held. A file not registered yet (its manifest just committed) is not.
+func (s *Scheduler) Whole(file Hash) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n, ok := s.files[file]
+	return ok && n == 0
+}

@@ -10,8 +10,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/fieldsync/fieldsync/agent/api"
 	"github.com/fieldsync/fieldsync/agent/attach"
+	"github.com/fieldsync/fieldsync/agent/export/pgtest"
 	"github.com/fieldsync/fieldsync/cmd/internal/harness"
 )
 
@@ -177,4 +180,107 @@ func TestE2EAttachmentTransferResumesFromAnotherLaptop(t *testing.T) {
 		t.Fatalf("B received %d of %d chunks from C", fromC, total)
 	}
 	t.Logf("B: %d chunks from A before the cut, %d from C after, %d in all", half.ReceivedChunks, fromC, total)
+}
+
+// The border post: A captures dossiers with their photo and fingerprints; B
+// merges them; B alone reaches the hub, which receives every file through
+// B, verifies it, exports it to PostgreSQL byte for byte, and receipts it;
+// back on the island A learns from B which biometrics are safe upstream,
+// and a photo taken after the trip makes its dossier undelivered again.
+func TestE2EHubCompletesDossiersWithTheirAttachments(t *testing.T) {
+	pg := pgtest.Require(t)
+	c := cluster(t)
+	hub := startHub(t, c, "hub", "--postgres", pg)
+	a := start(t, c, "island-a")
+	recs, files := capture(t, a, 8, 300_000, 3)
+	b := start(t, c, "island-b", a)
+	converge(t, recs, b)
+	attachmentsDone(t, b, files, 60*time.Second)
+	if got, err := a.Client.ListUndelivered(ctx); err != nil || len(got) != len(recs) {
+		t.Fatalf("undelivered before the trip: %d (%v)", len(got), err)
+	}
+	if st := status(t, a).Upstream; st.AttachmentsUndelivered != len(files) || st.AttachmentsPendingBytes["photo"] != 8*300_000 {
+		t.Fatalf("before the trip: %d attachments undelivered, pending %v", st.AttachmentsUndelivered, st.AttachmentsPendingBytes)
+	}
+
+	a.Kill()
+	if err := b.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Start("--hub", hub.Listen); err != nil {
+		t.Fatal(err)
+	}
+	attachmentsDone(t, hub, files, 60*time.Second)
+	if err := harness.WaitFor(30*time.Second, func() (bool, error) {
+		st := status(t, b).Upstream
+		return st.AttachmentsUndelivered == 0 && st.Undelivered == 0, nil
+	}); err != nil {
+		t.Fatalf("island-b's upstream: %+v", status(t, b).Upstream)
+	}
+	// PostgreSQL holds every file once per dossier field, byte for byte.
+	conn, err := pgx.Connect(ctx, pg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	rows, err := conn.Query(ctx, `SELECT record_id, kind, finger, sha256, size, bytes FROM fieldsync_attachments`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	exported := map[string]bool{}
+	for rows.Next() {
+		var rec, kind, finger, sum string
+		var size int64
+		var data []byte
+		if err := rows.Scan(&rec, &kind, &finger, &sum, &size, &data); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(files[sum], data) || int64(len(data)) != size || !slices.Contains(recs, rec) || (kind == "fingerprint") == (finger == "") {
+			t.Fatalf("row %s %s %s %s: %d bytes, not the file captured", rec, kind, finger, sum[:12], len(data))
+		}
+		exported[sum] = true
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	if len(exported) != len(files) {
+		t.Fatalf("PostgreSQL holds %d of %d files", len(exported), len(files))
+	}
+
+	// Back on the island: A meets B, not the hub.
+	if err := b.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	startAgain(t, a)
+	startAgain(t, b, a)
+	if err := harness.WaitFor(30*time.Second, func() (bool, error) {
+		st := status(t, a).Upstream
+		return st.AttachmentsUndelivered == 0 && st.Undelivered == 0, nil
+	}); err != nil {
+		t.Fatalf("island-a never learned of the delivery: %+v", status(t, a).Upstream)
+	}
+	list, err := a.Client.Attachments(ctx, recs[0])
+	if err != nil || len(list) != 11 {
+		t.Fatalf("attachments of %s: %v %v", recs[0], list, err)
+	}
+	for _, at := range list {
+		if !at.Delivered {
+			t.Fatalf("not delivered on A after the trip: %+v", at)
+		}
+	}
+	if got, err := a.Client.ListUndelivered(ctx); err != nil || len(got) != 0 {
+		t.Fatalf("undelivered after the trip: %d (%v)", len(got), err)
+	}
+	// A new photo of a delivered dossier: the dossier is undelivered until
+	// the hub holds the photo.
+	path, _ := syntheticFile(t, t.TempDir(), "anh-moi.jpg", jpegHead, 100_000, 77)
+	if _, err := a.Client.Attach(ctx, recs[3], attach.KindPhoto, "", path); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := a.Client.ListUndelivered(ctx); err != nil || len(got) != 1 || got[0].ID != recs[3] {
+		t.Fatalf("undelivered after a new photo: %v (%v)", got, err)
+	}
+	if st := status(t, a).Upstream; st.AttachmentsUndelivered != 1 || st.AttachmentsPendingBytes["photo"] != 100_000 {
+		t.Fatalf("after a new photo: %+v", st)
+	}
 }
