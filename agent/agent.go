@@ -63,6 +63,7 @@ type Agent struct {
 	dupAt       time.Time
 	gcAt        time.Time // safety loop only
 	gcSeenGen   uint64    // safety loop only
+	prunedAt    uint64    // safety loop only: receipts version of the last prune pass
 	dupOps      atomic.Uint64
 	// The transfer of attachment chunks (transfer.go).
 	xfer           *xfer.Scheduler
@@ -105,6 +106,9 @@ func New(cfg Config) (_ *Agent, err error) {
 	if cfg.Vault.Params().Weak() {
 		cfg.Logger.Warn("the data directory's passphrase key derivation is weaker than the default (made for tests with FIELDSYNC_KDF=test); set a new passphrase with `fieldsync device passphrase` on a real laptop",
 			"kdf", cfg.Vault.Params().String())
+	}
+	if cfg.PruneDelivered && dev.Credential.Role == identity.RoleHub {
+		return nil, errors.New("--prune-delivered is for field agents: a hub keeps every attachment it receipts")
 	}
 	verifier := dev.Verifier()
 	if err := verifier.VerifyPeer(dev.Credential, dev.Public(), cfg.Now()); err != nil {

@@ -118,12 +118,16 @@ func (b backend) Attachments(_ context.Context, id string) ([]api.Attachment, er
 			if err != nil {
 				return nil, err
 			}
+			pruned, err := a.store.IsPruned(m.SHA256)
+			if err != nil {
+				return nil, err
+			}
 			out = append(out, api.Attachment{
 				Kind: string(m.Kind), Finger: m.Finger, SHA256: m.SHA256Hex(), Size: m.Size,
 				MediaType: m.MediaType, Chunks: len(m.Chunks),
 				CapturedBy: a.deviceName(sib.Dot.Origin), CapturedByID: sib.Dot.Origin, CapturedAt: hlcTime(sib.Time),
 				Op: dotString(sib.Dot), Complete: len(missing) == 0, Delivered: safe[sib.Dot.Origin] >= sib.Dot.Seq,
-				Conflict: reg.Conflict(),
+				Conflict: reg.Conflict(), Pruned: pruned && len(missing) > 0,
 			})
 		}
 	}
@@ -163,6 +167,11 @@ func (b backend) AttachmentFile(_ context.Context, sha [32]byte) (attach.Manifes
 	missing, err := st.MissingChunks(m.Chunks)
 	if err != nil {
 		return attach.Manifest{}, nil, err
+	}
+	if pruned, err := st.IsPruned(sha); err != nil {
+		return attach.Manifest{}, nil, err
+	} else if pruned && len(missing) > 0 {
+		return attach.Manifest{}, nil, api.ErrPruned
 	}
 	if len(missing) > 0 {
 		return attach.Manifest{}, nil, fmt.Errorf("%w (%d of %d chunks missing)", api.ErrIncomplete, len(missing), len(m.Chunks))

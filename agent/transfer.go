@@ -88,6 +88,10 @@ func (a *Agent) addTransfer(value string, wall int64) error {
 	if err != nil {
 		return nil // never indexed by a replica: AttachmentFile refuses it
 	}
+	// A file pruned after delivery is not fetched again: the hub holds it.
+	if pruned, err := a.store.IsPruned(m.SHA256); err != nil || pruned {
+		return err
+	}
 	missing, err := a.store.MissingChunks(m.Chunks)
 	if err != nil {
 		return err
@@ -104,7 +108,7 @@ func (a *Agent) attachmentStatus() api.AttachmentStatus {
 		pending[string(k)] = n
 	}
 	return api.AttachmentStatus{PendingBytes: pending, Complete: st.Complete, Incomplete: st.Incomplete,
-		RefusedChunks: st.Refused, ReceivedChunks: st.Received, InFlight: st.InFlight}
+		RefusedChunks: st.Refused, ReceivedChunks: st.Received, InFlight: st.InFlight, PrunedBytes: a.prunedBytes()}
 }
 
 // xferKey names the session's peer to the scheduler.

@@ -87,6 +87,9 @@ type AttachmentStatus struct {
 	ReceivedChunks uint64 `json:"received_chunks"`
 	// InFlight counts chunks asked of peers and not answered yet.
 	InFlight int `json:"in_flight"`
+	// PrunedBytes: bytes of delivered attachments dropped here in all
+	// (agent --prune-delivered).
+	PrunedBytes int64 `json:"pruned_bytes"`
 }
 
 // Status is the agent's state as shown by GET /v1/status.

@@ -57,6 +57,8 @@ import (
 //	                     for a hub to know how far an origin's attachments are
 //	                     whole (its receipts' Attached) and a laptop which
 //	                     dossiers' attachments are not yet delivered
+//	P/<sha256 32B>       empty: the file's chunks were dropped after delivery
+//	                     (prune.go); m/pruned, m/pruned.bytes: how far, how much
 //	m/attached           a hub's watermark of whole attachments (a version
 //	                     vector; SetAttached)
 //
@@ -79,13 +81,16 @@ const (
 	prefixManifest = "x/a/"
 	prefixManTime  = "x/at/"
 	prefixManOp    = "x/ao/"
+	prefixPruned   = "P/"
 
-	keyClock    = "m/clock"
-	keySelf     = "m/self"
-	keyRecords  = "m/records"
-	keyVersion  = "m/version"
-	keyExported = "m/exported"
-	keyAttached = "m/attached"
+	keyClock       = "m/clock"
+	keySelf        = "m/self"
+	keyRecords     = "m/records"
+	keyVersion     = "m/version"
+	keyExported    = "m/exported"
+	keyAttached    = "m/attached"
+	keyPruned      = "m/pruned"
+	keyPrunedBytes = "m/pruned.bytes"
 
 	// layoutVersion is stored in m/version; a store written with another
 	// layout is refused at Open rather than misread. 2 added the create,
@@ -156,6 +161,8 @@ func manifestOpValue(file [32]byte, wall int64, record string) []byte {
 	v = binary.BigEndian.AppendUint64(v, uint64(wall))
 	return append(v, record...)
 }
+
+func prunedKey(file [32]byte) []byte { return append([]byte(prefixPruned), file[:]...) }
 
 func u64(v uint64) []byte { return binary.BigEndian.AppendUint64(nil, v) }
 

@@ -353,3 +353,28 @@ func (s *Scheduler) Whole(file Hash) bool {
 	n, ok := s.files[file]
 	return ok && n == 0
 }
+
+// Forget stops wanting a file (its bytes were pruned after delivery): its
+// missing chunks no other file lists are no longer asked for.
+func (s *Scheduler) Forget(file Hash) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.files[file]; !ok {
+		return
+	}
+	delete(s.files, file)
+	for h, owners := range s.owners {
+		i := slices.Index(owners, file)
+		if i < 0 {
+			continue
+		}
+		owners = slices.Delete(owners, i, i+1)
+		if len(owners) > 0 {
+			s.owners[h] = owners
+			continue
+		}
+		delete(s.owners, h)
+		delete(s.want, h)
+		s.dirty = true
+	}
+}

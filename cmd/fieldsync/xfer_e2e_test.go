@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -283,4 +284,164 @@ func TestE2EHubCompletesDossiersWithTheirAttachments(t *testing.T) {
 	if st := status(t, a).Upstream; st.AttachmentsUndelivered != 1 || st.AttachmentsPendingBytes["photo"] != 100_000 {
 		t.Fatalf("after a new photo: %+v", st)
 	}
+}
+
+// With --prune-delivered, a laptop drops the bytes of the attachments the
+// hub's receipt covers, keeps their manifests, says how much it freed, and
+// does not fetch them again from a peer that still holds them.
+func TestE2EPruneDeliveredDropsBytesTheHubHolds(t *testing.T) {
+	c := cluster(t)
+	hub := startHub(t, c, "hub")
+	a, err := c.Provision("laptop-a", "field")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Start("--prune-delivered"); err != nil {
+		t.Fatal(err)
+	}
+	recs, files := capture(t, a, 6, 300_000, 5)
+	var total int64
+	for _, d := range files {
+		total += int64(len(d))
+	}
+	b := start(t, c, "laptop-b", a)
+	converge(t, recs, b)
+	attachmentsDone(t, b, files, 60*time.Second)
+	if st := status(t, a).Attachments; st.PrunedBytes != 0 {
+		t.Fatalf("pruned %d bytes before any receipt", st.PrunedBytes)
+	}
+	if err := a.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Start("--prune-delivered", "--hub", hub.Listen, "--join", b.Listen); err != nil {
+		t.Fatal(err)
+	}
+	attachmentsDone(t, hub, files, 60*time.Second)
+	if err := harness.WaitFor(30*time.Second, func() (bool, error) {
+		return status(t, a).Attachments.PrunedBytes == total, nil
+	}); err != nil {
+		t.Fatalf("laptop-a pruned %d of %d bytes", status(t, a).Attachments.PrunedBytes, total)
+	}
+	// The log line follows the commit that status reads.
+	if err := harness.WaitFor(5*time.Second, func() (bool, error) {
+		return strings.Contains(a.Log(), "pruned delivered attachments"), nil
+	}); err != nil {
+		t.Fatalf("the prune is not in the log:\n%s", a.Log())
+	}
+	list, err := a.Client.Attachments(ctx, recs[0])
+	if err != nil || len(list) != 11 {
+		t.Fatalf("attachments after the prune: %v %v", list, err)
+	}
+	for _, at := range list {
+		if !at.Pruned || !at.Delivered || at.Complete {
+			t.Fatalf("after the prune: %+v", at)
+		}
+	}
+	code, out := cliRun(t, c, "attachment", "--api", a.API, "--sha256", list[0].SHA256, "--out", t.TempDir()+"/x.jpg")
+	if code == 0 || !strings.Contains(out, "đã được xoá") {
+		t.Fatalf("reading a pruned file: exit %d\n%s", code, out)
+	}
+	// B, connected, still holds every file; A asks it for none of them.
+	time.Sleep(3 * time.Second) // a safety pass and the chunk scheduler's tick
+	st := status(t, a)
+	if st.Attachments.ReceivedChunks != 0 || st.Attachments.Incomplete != 0 {
+		t.Fatalf("laptop-a fetched pruned files again: %+v", st.Attachments)
+	}
+	for kind, n := range st.Attachments.PendingBytes {
+		if n != 0 {
+			t.Fatalf("laptop-a counts %d bytes of %s pending after the prune", n, kind)
+		}
+	}
+	if got, err := a.Client.ListUndelivered(ctx); err != nil || len(got) != 0 {
+		t.Fatalf("undelivered after the prune: %d (%v)", len(got), err)
+	}
+	attachmentsDone(t, b, files, time.Second)
+	// A restart does not bring them back either.
+	if err := a.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Start("--prune-delivered", "--join", b.Listen); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(3 * time.Second)
+	if st := status(t, a).Attachments; st.ReceivedChunks != 0 || st.PrunedBytes != total {
+		t.Fatalf("after a restart: %+v", st)
+	}
+}
+
+// On a thin link (a 1 Mbit/s proxy), a laptop's whole backlog of dossier
+// changes reaches the hub before the first chunk of any file, and every
+// fingerprint before the first photo chunk.
+func TestE2EThinLinkCarriesDossiersThenFingerprintsThenPhotos(t *testing.T) {
+	c := cluster(t)
+	hub := startHub(t, c, "hub")
+	a, err := c.Provision("boat", "field")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dev, err := harness.LoadDevice(a.Data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ops, opBytes, err := harness.SignedDossiers(dev, 500, 7)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := harness.Preload(a, ops); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Start(); err != nil {
+		t.Fatal(err)
+	}
+	_, files := capture(t, a, 3, 100_000, 9)
+	total := status(t, a).VersionVector[dev.ID()]
+	if err := a.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	proxy, err := harness.NewProxy(hub.Listen)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer proxy.Close()
+	proxy.Throttle(125_000)
+	if err := a.Start("--hub", proxy.Addr); err != nil {
+		t.Fatal(err)
+	}
+	const photos = 3 * 100_000
+	var samples, fingerprintPhase, photoPhase int
+	deadline := time.Now().Add(90 * time.Second)
+	for {
+		st := status(t, hub)
+		at := st.Attachments
+		opsDone := st.VersionVector[dev.ID()] == total
+		known := at.Complete+at.Incomplete == len(files)
+		samples++
+		if at.ReceivedChunks > 0 && !opsDone {
+			t.Fatalf("a chunk reached the hub before the dossiers: %d of %d changes, %d chunks", st.VersionVector[dev.ID()], total, at.ReceivedChunks)
+		}
+		if opsDone && known {
+			fp, ph := at.PendingBytes["fingerprint"], at.PendingBytes["photo"]
+			if fp > 0 && ph < photos {
+				t.Fatalf("a photo chunk before the fingerprints: %d bytes of fingerprints and %d of photos pending", fp, ph)
+			}
+			if fp > 0 {
+				fingerprintPhase++
+			} else if ph > 0 {
+				photoPhase++
+			}
+			if at.Incomplete == 0 {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the hub holds %+v after 90 s", at)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if fingerprintPhase == 0 || photoPhase == 0 {
+		t.Fatalf("%d samples: %d while fingerprints were pending, %d while photos were: the link was not thin enough to tell", samples, fingerprintPhase, photoPhase)
+	}
+	t.Logf("%d bytes of changes then %d files through a 1 Mbit/s link: %d samples, %d in the fingerprint phase, %d in the photo phase, %d bytes carried",
+		opBytes, len(files), samples, fingerprintPhase, photoPhase, proxy.Bytes())
+	attachmentsDone(t, hub, files, 10*time.Second)
 }
