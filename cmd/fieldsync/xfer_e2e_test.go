@@ -2,6 +2,8 @@ package main
 
 import (
 	"bytes"
+	"context"
+	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -16,6 +18,9 @@ import (
 	"github.com/fieldsync/fieldsync/agent/api"
 	"github.com/fieldsync/fieldsync/agent/attach"
 	"github.com/fieldsync/fieldsync/agent/export/pgtest"
+	"github.com/fieldsync/fieldsync/agent/identity"
+	"github.com/fieldsync/fieldsync/agent/transport"
+	"github.com/fieldsync/fieldsync/agent/wire"
 	"github.com/fieldsync/fieldsync/cmd/internal/harness"
 )
 
@@ -444,4 +449,135 @@ func TestE2EThinLinkCarriesDossiersThenFingerprintsThenPhotos(t *testing.T) {
 	t.Logf("%d bytes of changes then %d files through a 1 Mbit/s link: %d samples, %d in the fingerprint phase, %d in the photo phase, %d bytes carried",
 		opBytes, len(files), samples, fingerprintPhase, photoPhase, proxy.Bytes())
 	attachmentsDone(t, hub, files, 10*time.Second)
+}
+
+// A peer that sends a chunk nobody asked for, or bytes that do not match the
+// hash asked for, is refused chunk by chunk and counted; the session goes
+// on, and the file completes from the right bytes.
+func TestE2EBadChunksAreRefusedAndCounted(t *testing.T) {
+	c := cluster(t)
+	a := start(t, c, "laptop-a")
+	recs, files := capture(t, a, 1, 300_000, 11)
+	if err := a.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	ops, err := harness.OwnOps(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	devA, err := harness.LoadDevice(a.Data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	credA, err := devA.Credential.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	chunks := map[[32]byte][]byte{}
+	for _, data := range files {
+		for off := 0; off < len(data); off += attach.ChunkSize {
+			part := data[off:min(off+attach.ChunkSize, len(data))]
+			chunks[sha256.Sum256(part)] = part
+		}
+	}
+	b := start(t, c, "laptop-b")
+	relay, err := c.Provision("relay", "field")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dev, err := harness.LoadDevice(relay.Data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cred, err := dev.Credential.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, cleanup := openSync(t, dev, cred, b.Listen)
+	defer cleanup()
+	w, r := wire.NewWriter(st), wire.NewReader(st)
+	send := func(m *wire.Message) {
+		t.Helper()
+		if err := w.Write(m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	send(&wire.Message{Hello: &wire.Hello{VV: map[string]uint64{devA.ID(): uint64(len(ops))}, Chunks: true}})
+	send(&wire.Message{Batch: &wire.Batch{N: 1, Ops: ops, Creds: []wire.Credential{{Origin: devA.ID(), Raw: credA}}}})
+	// A chunk of the file, before anyone asked for it.
+	var some [32]byte
+	for h := range chunks {
+		some = h
+		break
+	}
+	send(&wire.Message{Chunk: &wire.Chunk{Hash: some[:], Data: chunks[some]}})
+	altered := false
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		st.SetDeadline(time.Now().Add(2 * time.Second))
+		m, err := r.Read()
+		if err != nil {
+			if s := status(t, b).Attachments; s.Complete == len(files) {
+				break
+			}
+			continue
+		}
+		if m.Want == nil {
+			continue
+		}
+		for _, raw := range m.Want.Hashes {
+			h := [32]byte(raw)
+			data := chunks[h]
+			if !altered {
+				data = bytes.Clone(data)
+				data[len(data)/2] ^= 0xFF
+				altered = true
+			}
+			send(&wire.Message{Chunk: &wire.Chunk{Hash: h[:], Data: data}})
+		}
+	}
+	attachmentsDone(t, b, files, 10*time.Second)
+	s := status(t, b).Attachments
+	if s.RefusedChunks != 2 {
+		t.Fatalf("B refused %d chunks, want 2 (one not asked for, one altered)", s.RefusedChunks)
+	}
+	for _, msg := range []string{"refused chunk: not asked of this peer", "refused chunk: bytes do not match the hash asked for"} {
+		if !strings.Contains(b.Log(), msg) {
+			t.Fatalf("B's log lacks %q:\n%s", msg, b.Log())
+		}
+	}
+	converge(t, recs, b)
+}
+
+// openSync connects to an agent as dev and opens a sync stream.
+func openSync(t *testing.T, dev *identity.Device, cred []byte, addr string) (transport.Stream, func()) {
+	t.Helper()
+	tc := transport.DefaultConfig()
+	tc.Listen = "127.0.0.1:0"
+	tc.Key = dev.Private
+	tc.Credential = cred
+	tc.Admit = func(pub ed25519.PublicKey, raw []byte) (transport.Peer, error) {
+		c, err := identity.UnmarshalCredential(raw)
+		if err != nil {
+			return transport.Peer{}, err
+		}
+		return transport.Peer{DeviceID: c.DeviceID, Name: c.Name}, dev.Verifier().VerifyPeer(c, pub, time.Now())
+	}
+	h, err := transport.New(tc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	peerID, err := h.ConnectAddr(cctx, addr)
+	if err != nil {
+		h.Close()
+		t.Fatal(err)
+	}
+	st, err := h.Open(cctx, peerID, wire.Protocol)
+	if err != nil {
+		h.Close()
+		t.Fatal(err)
+	}
+	return st, func() { st.Reset(); h.Close() }
 }
