@@ -208,6 +208,9 @@ func TestE2EHubCompletesDossiersWithTheirAttachments(t *testing.T) {
 	if st := status(t, a).Upstream; st.AttachmentsUndelivered != len(files) || st.AttachmentsPendingBytes["photo"] != 8*300_000 {
 		t.Fatalf("before the trip: %d attachments undelivered, pending %v", st.AttachmentsUndelivered, st.AttachmentsPendingBytes)
 	}
+	if code, out := cliRun(t, c, "status", "--api", a.API); code != 0 || !strings.Contains(out, fmt.Sprintf("Attachments undelivered:  %d (fingerprint ", len(files))) || !strings.Contains(out, "photo 2400000 B") {
+		t.Fatalf("status table: exit %d\n%s", code, out)
+	}
 
 	a.Kill()
 	if err := b.Stop(); err != nil {
