@@ -2,15 +2,18 @@ package agent
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/fieldsync/fieldsync/agent/attach"
 	"github.com/fieldsync/fieldsync/agent/export"
 	"github.com/fieldsync/fieldsync/agent/store"
+	"github.com/fieldsync/fieldsync/agent/xfer"
 	"github.com/fieldsync/fieldsync/crdt"
 )
 
@@ -39,47 +42,46 @@ func (a *Agent) loadHubFiles() error {
 
 // completeAttachments verifies and exports the attachments that became
 // whole and returns how far each origin's attachments are whole: never
-// beyond stored (what the receipt covers of the ops).
+// beyond stored (what the receipt covers of the ops). The files that became
+// whole since the last pass are exported in the transfer's priority order
+// (exportOrder), not in log order: one pass often finds a dossier's photo
+// and its fingerprints whole together, and the photo, attached first, would
+// otherwise reach PostgreSQL before them.
 func (a *Agent) completeAttachments(stored crdt.VersionVector) (crdt.VersionVector, error) {
 	f := &a.files
-	out := crdt.VersionVector{}
+	var ready []store.ManifestOp
+	firstIncomplete := map[string]uint64{}
 	for _, origin := range stored.Origins() {
 		upTo := stored[origin]
-		from := min(f.attached[origin], upTo)
-		var firstIncomplete uint64
-		var failure error
-		err := a.store.ManifestOps(origin, from, func(mo store.ManifestOp) bool {
+		err := a.store.ManifestOps(origin, min(f.attached[origin], upTo), func(mo store.ManifestOp) bool {
 			if mo.Seq > upTo {
 				return false
 			}
-			dot := crdt.Dot{Origin: origin, Seq: mo.Seq}
-			if f.done[dot] {
-				return true
+			switch {
+			case f.done[crdt.Dot{Origin: origin, Seq: mo.Seq}]:
+			case a.xfer.Whole(mo.File):
+				ready = append(ready, mo)
+			case firstIncomplete[origin] == 0:
+				firstIncomplete[origin] = mo.Seq
 			}
-			if !a.xfer.Whole(mo.File) {
-				if firstIncomplete == 0 {
-					firstIncomplete = mo.Seq
-				}
-				return true
-			}
-			if failure = a.finishFile(mo); failure != nil {
-				if firstIncomplete == 0 {
-					firstIncomplete = mo.Seq
-				}
-				return false
-			}
-			f.done[dot] = true
 			return true
 		})
-		if err == nil {
-			err = failure
-		}
 		if err != nil {
 			return nil, err
 		}
-		w := upTo
-		if firstIncomplete != 0 {
-			w = firstIncomplete - 1
+	}
+	for _, mo := range exportOrder(ready) {
+		if err := a.finishFile(mo); err != nil {
+			return nil, err
+		}
+		f.done[crdt.Dot{Origin: mo.Origin, Seq: mo.Seq}] = true
+	}
+	out := crdt.VersionVector{}
+	for _, origin := range stored.Origins() {
+		from := min(f.attached[origin], stored[origin])
+		w := stored[origin]
+		if n := firstIncomplete[origin]; n != 0 {
+			w = n - 1
 		}
 		out[origin] = max(w, from)
 	}
@@ -95,6 +97,22 @@ func (a *Agent) completeAttachments(stored crdt.VersionVector) (crdt.VersionVect
 		f.attached = out
 	}
 	return out, nil
+}
+
+// exportOrder sorts manifest ops in the order the transfer asks for their
+// chunks (agent/xfer): fingerprints, then photos, then documents; within a
+// kind the oldest op first; ties by origin and seq, so the order is the same
+// on every pass. It sorts mos in place and returns it.
+func exportOrder(mos []store.ManifestOp) []store.ManifestOp {
+	rank := func(mo store.ManifestOp) int {
+		kind, _, _ := attach.ParseField(mo.Field)
+		return xfer.Rank(kind)
+	}
+	slices.SortFunc(mos, func(x, y store.ManifestOp) int {
+		return cmp.Or(cmp.Compare(rank(x), rank(y)), cmp.Compare(x.Wall, y.Wall),
+			cmp.Compare(x.Origin, y.Origin), cmp.Compare(x.Seq, y.Seq))
+	})
+	return mos
 }
 
 // errBadFile: the chunks a manifest lists are each what they claim, but

@@ -255,6 +255,18 @@ func TestE2EHubCompletesDossiersWithTheirAttachments(t *testing.T) {
 	if len(exported) != len(files) {
 		t.Fatalf("PostgreSQL holds %d of %d files", len(exported), len(files))
 	}
+	// In the transfer's priority order: the hub asked for every
+	// fingerprint before any photo, and exports each file as it becomes
+	// whole, several found whole at once in that same order (not in log
+	// order, where each photo precedes its dossier's fingerprints).
+	var printsFirst bool
+	if err := conn.QueryRow(ctx, `SELECT max(exported_at) FILTER (WHERE kind = 'fingerprint')
+		< min(exported_at) FILTER (WHERE kind = 'photo') FROM fieldsync_attachments`).Scan(&printsFirst); err != nil {
+		t.Fatal(err)
+	}
+	if !printsFirst {
+		t.Fatal("PostgreSQL got a photo before some fingerprint")
+	}
 
 	// Back on the island: A meets B, not the hub.
 	if err := b.Stop(); err != nil {
