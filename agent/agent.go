@@ -52,6 +52,7 @@ type Agent struct {
 	isHub       bool
 	up          upstream
 	exporter    exporter      // nil unless a hub with --postgres
+	files       hubFiles      // a hub's attachments: receipt loop only (hubattach.go)
 	receiptWake chan struct{} // hub: new ops may need a receipt
 	refusedOps  atomic.Uint64
 	changes     atomic.Uint64 // bumped by every commit that added ops
@@ -62,6 +63,7 @@ type Agent struct {
 	dupAt       time.Time
 	gcAt        time.Time // safety loop only
 	gcSeenGen   uint64    // safety loop only
+	prunedAt    uint64    // safety loop only: receipts version of the last prune pass
 	dupOps      atomic.Uint64
 	// The transfer of attachment chunks (transfer.go).
 	xfer           *xfer.Scheduler
@@ -105,6 +107,9 @@ func New(cfg Config) (_ *Agent, err error) {
 	if cfg.Vault.Params().Weak() {
 		cfg.Logger.Warn("the data directory's passphrase key derivation is weaker than the default (made for tests with FIELDSYNC_KDF=test); set a new passphrase with `fieldsync device passphrase` on a real laptop",
 			"kdf", cfg.Vault.Params().String())
+	}
+	if cfg.PruneDelivered && dev.Credential.Role == identity.RoleHub {
+		return nil, errors.New("--prune-delivered is for field agents: a hub keeps every attachment it receipts")
 	}
 	verifier := dev.Verifier()
 	if err := verifier.VerifyPeer(dev.Credential, dev.Public(), cfg.Now()); err != nil {
@@ -172,6 +177,11 @@ func New(cfg Config) (_ *Agent, err error) {
 	}
 	if err := a.loadReceipts(); err != nil {
 		return nil, err
+	}
+	if a.isHub {
+		if err := a.loadHubFiles(); err != nil {
+			return nil, err
+		}
 	}
 	if cfg.Postgres != "" {
 		if !a.isHub {

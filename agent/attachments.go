@@ -101,7 +101,7 @@ func (b backend) Attachments(_ context.Context, id string) ([]api.Attachment, er
 	if err != nil {
 		return nil, err
 	}
-	safe := a.safeUpstream()
+	safe := a.safeAttached()
 	out := []api.Attachment{}
 	for _, field := range attachmentFields(rec) {
 		reg := rec.Fields[field]
@@ -118,12 +118,16 @@ func (b backend) Attachments(_ context.Context, id string) ([]api.Attachment, er
 			if err != nil {
 				return nil, err
 			}
+			pruned, err := a.store.IsPruned(m.SHA256)
+			if err != nil {
+				return nil, err
+			}
 			out = append(out, api.Attachment{
 				Kind: string(m.Kind), Finger: m.Finger, SHA256: m.SHA256Hex(), Size: m.Size,
 				MediaType: m.MediaType, Chunks: len(m.Chunks),
 				CapturedBy: a.deviceName(sib.Dot.Origin), CapturedByID: sib.Dot.Origin, CapturedAt: hlcTime(sib.Time),
 				Op: dotString(sib.Dot), Complete: len(missing) == 0, Delivered: safe[sib.Dot.Origin] >= sib.Dot.Seq,
-				Conflict: reg.Conflict(),
+				Conflict: reg.Conflict(), Pruned: pruned && len(missing) > 0,
 			})
 		}
 	}
@@ -164,6 +168,11 @@ func (b backend) AttachmentFile(_ context.Context, sha [32]byte) (attach.Manifes
 	if err != nil {
 		return attach.Manifest{}, nil, err
 	}
+	if pruned, err := st.IsPruned(sha); err != nil {
+		return attach.Manifest{}, nil, err
+	} else if pruned && len(missing) > 0 {
+		return attach.Manifest{}, nil, api.ErrPruned
+	}
 	if len(missing) > 0 {
 		return attach.Manifest{}, nil, fmt.Errorf("%w (%d of %d chunks missing)", api.ErrIncomplete, len(missing), len(m.Chunks))
 	}
@@ -171,3 +180,30 @@ func (b backend) AttachmentFile(_ context.Context, sha [32]byte) (attach.Manifes
 }
 
 func dotString(d crdt.Dot) string { return fmt.Sprintf("%s:%d", d.Origin, d.Seq) }
+
+// attachmentsUpstream counts the attachments no hub's receipt says it holds
+// whole, and their bytes by kind.
+func (a *Agent) attachmentsUpstream() (map[string]int64, int) {
+	pending := map[string]int64{}
+	for _, k := range attach.Kinds {
+		pending[string(k)] = 0
+	}
+	n := 0
+	err := a.store.ManifestOpsAfter(a.safeAttached(), func(mo store.ManifestOp) bool {
+		value, found, err := a.store.Manifest(mo.File)
+		if err != nil || !found {
+			return err == nil
+		}
+		m, err := attach.DecodeFieldValue(value)
+		if err != nil {
+			return true
+		}
+		pending[string(m.Kind)] += m.Size
+		n++
+		return true
+	})
+	if err != nil && !errors.Is(err, store.ErrClosed) {
+		a.log.Warn("count attachments not delivered", "err", err)
+	}
+	return pending, n
+}

@@ -220,13 +220,25 @@ func (a *Agent) view(r *crdt.Record) api.Record {
 
 func hlcTime(t crdt.Timestamp) time.Time { return time.UnixMilli(t.Wall).UTC() }
 
-// Undelivered lists records whose creation no hub has receipted, in id order.
+// Undelivered lists records whose creation no hub has receipted, or with an
+// attachment no hub's receipt says it holds whole, in id order.
 func (b backend) Undelivered(_ context.Context, after string, limit int) ([]api.Record, string, error) {
+	seen := map[string]bool{}
 	var ids []string
-	if err := b.a.store.Undelivered(b.a.safeUpstream(), func(id string) bool {
-		if id > after {
+	note := func(id string) {
+		if id > after && !seen[id] {
+			seen[id] = true
 			ids = append(ids, id)
 		}
+	}
+	if err := b.a.store.Undelivered(b.a.safeUpstream(), func(id string) bool {
+		note(id)
+		return true
+	}); err != nil {
+		return nil, "", err
+	}
+	if err := b.a.store.ManifestOpsAfter(b.a.safeAttached(), func(mo store.ManifestOp) bool {
+		note(mo.Record)
 		return true
 	}); err != nil {
 		return nil, "", err

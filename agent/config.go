@@ -87,6 +87,10 @@ type Config struct {
 	// API, in bytes: 20 MiB by default (attach.DefaultMaxBytes), at most
 	// attach.MaxSize (64 MiB, what one manifest can describe).
 	AttachmentMaxBytes int64
+	// PruneDelivered drops an attachment's bytes once a hub's receipt says
+	// the hub holds it whole; its manifest stays (prune.go). Field agents
+	// only: a hub keeps every file.
+	PruneDelivered bool
 }
 
 // DefaultConfig returns a configuration that works with no flags on a real

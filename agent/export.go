@@ -16,6 +16,7 @@ import (
 // exporter is what the hub needs from the PostgreSQL export.
 type exporter interface {
 	Export(ctx context.Context, ops []export.Op, records []export.Record) error
+	ExportAttachment(ctx context.Context, a export.Attachment) error
 	Close()
 }
 

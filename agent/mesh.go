@@ -128,6 +128,7 @@ func (a *Agent) pass() bool {
 	}
 	a.members.SetDigest(a.store.VersionVector().Digest())
 	a.store.Trim()
+	a.pruneDelivered()
 	a.collectGarbage()
 	return joined
 }

@@ -70,6 +70,7 @@ type session struct {
 	wants      [][32]byte
 	chunksIn   atomic.Uint64
 	chunksOut  atomic.Uint64
+	lastBatch  atomic.Int64 // unix ns of the last batch received (or of the start)
 }
 
 func (s *session) wake() {
@@ -218,6 +219,7 @@ func (a *Agent) runSession(p transport.Peer, st transport.Stream, kind sessionKi
 		receiptsSent: map[string]int64{},
 		forksSent:    map[string]bool{},
 	}
+	s.lastBatch.Store(s.start.UnixNano())
 	a.mu.Lock()
 	select {
 	case <-a.stop:
@@ -457,6 +459,7 @@ func (s *session) readLoop() error {
 				return err
 			}
 		case m.Batch != nil:
+			s.lastBatch.Store(time.Now().UnixNano())
 			if err := s.ingest(m.Batch); err != nil {
 				return err
 			}

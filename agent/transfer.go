@@ -88,6 +88,10 @@ func (a *Agent) addTransfer(value string, wall int64) error {
 	if err != nil {
 		return nil // never indexed by a replica: AttachmentFile refuses it
 	}
+	// A file pruned after delivery is not fetched again: the hub holds it.
+	if pruned, err := a.store.IsPruned(m.SHA256); err != nil || pruned {
+		return err
+	}
 	missing, err := a.store.MissingChunks(m.Chunks)
 	if err != nil {
 		return err
@@ -104,7 +108,8 @@ func (a *Agent) attachmentStatus() api.AttachmentStatus {
 		pending[string(k)] = n
 	}
 	return api.AttachmentStatus{PendingBytes: pending, Complete: st.Complete, Incomplete: st.Incomplete,
-		RefusedChunks: st.Refused, ReceivedChunks: st.Received, InFlight: st.InFlight, Storing: st.Storing}
+		RefusedChunks: st.Refused, ReceivedChunks: st.Received, InFlight: st.InFlight, Storing: st.Storing,
+		PrunedBytes: a.prunedBytes()}
 }
 
 // xferKey names the session's peer to the scheduler.
@@ -131,6 +136,10 @@ func (s *session) takeWant(w *wire.Want) {
 }
 
 const maxQueuedWants = 2 * xfer.DefaultWindow
+
+// opsFirstFor: how long a session that still lacks ops the peer holds waits
+// for another batch before it asks for chunks anyway.
+const opsFirstFor = 5 * time.Second
 
 // takeChunk handles a chunk frame: refused unless this session asked the
 // peer for it; otherwise handed to the chunk sink, which checks it against
@@ -270,6 +279,9 @@ func (a *Agent) keepChunks(batch []arrivedChunk) {
 			c.s.chunksIn.Add(1)
 		}
 	}
+	if a.isHub && len(bad) < len(batch) {
+		a.kickReceipts() // a file may be whole: export it, receipt it
+	}
 	if len(bad) > 0 {
 		a.wakeSessions() // ask another peer
 	}
@@ -334,6 +346,15 @@ func (s *session) pushChunks() error {
 		}
 	}
 	if !s.peerChunks.Load() {
+		return nil
+	}
+	// Dossiers first: ask for chunks once this agent holds the ops the peer
+	// has, or once the peer has sent no batch for a while (it holds ops
+	// this agent refuses, a revoked origin's, and will not send them).
+	s.mu.Lock()
+	behind := s.sm.Behind(a.store.VersionVector())
+	s.mu.Unlock()
+	if behind && time.Since(time.Unix(0, s.lastBatch.Load())) < opsFirstFor {
 		return nil
 	}
 	hashes := a.xfer.Next(s.xferKey(), time.Now())

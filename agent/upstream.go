@@ -2,6 +2,7 @@ package agent
 
 import (
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"net"
 	"slices"
@@ -71,6 +72,18 @@ func (a *Agent) safeUpstream() crdt.VersionVector {
 		rs = append(rs, r)
 	}
 	return uplink.Merged(rs)
+}
+
+// safeAttached merges every hub's receipt: per origin, up to which op every
+// attachment is whole upstream.
+func (a *Agent) safeAttached() crdt.VersionVector {
+	a.up.mu.Lock()
+	defer a.up.mu.Unlock()
+	rs := make([]uplink.Receipt, 0, len(a.up.receipts))
+	for _, r := range a.up.receipts {
+		rs = append(rs, r)
+	}
+	return uplink.MergedAttached(rs)
 }
 
 // receiptsToSend returns the receipts newer than what a session has sent and
@@ -157,14 +170,22 @@ func (a *Agent) acceptReceipts(from string, list []wire.Receipt) {
 // issueReceipt signs and spreads a receipt of this hub for what it has
 // stored (and exported, where configured). Only a hub calls it, and only
 // after the ops it covers are durable.
-func (a *Agent) issueReceipt(stored crdt.VersionVector) error {
+func (a *Agent) issueReceipt(stored, attached crdt.VersionVector) error {
 	a.up.mu.Lock()
 	last := a.up.lastSelf
 	a.up.mu.Unlock()
-	if crdt.VersionVector(last.Stored).Equal(stored) {
+	lagging := map[string]uint64{}
+	for o, n := range stored {
+		if attached[o] < n {
+			lagging[o] = attached[o]
+		}
+	}
+	// A zero lag is not "none": maps.Equal, not VersionVector.Equal.
+	if crdt.VersionVector(last.Stored).Equal(stored) && last.Attachments && maps.Equal(last.Lagging, lagging) {
 		return nil
 	}
-	r := uplink.Receipt{Hub: a.dev.ID(), Issued: max(a.cfg.Now().UnixMilli(), last.Issued+1), Stored: stored.Clone()}
+	r := uplink.Receipt{Hub: a.dev.ID(), Issued: max(a.cfg.Now().UnixMilli(), last.Issued+1), Stored: stored.Clone(),
+		Attachments: true, Lagging: lagging}
 	signed, err := uplink.Sign(r, a.dev.Private)
 	if err != nil {
 		return err
@@ -216,7 +237,18 @@ func (a *Agent) receiptLoop() {
 				continue
 			}
 		}
-		if err := a.issueReceipt(stored); err != nil {
+		attached, err := a.completeAttachments(stored)
+		if err != nil {
+			a.log.Error("attachments not completed; receipts wait until they are", "err", err)
+			select {
+			case <-a.stop:
+				return
+			case <-time.After(2 * time.Second):
+			}
+			a.kickReceipts()
+			continue
+		}
+		if err := a.issueReceipt(stored, attached); err != nil {
 			a.log.Error("issue receipt", "err", err)
 		}
 		select {
@@ -334,6 +366,7 @@ func (a *Agent) upstreamStatus() api.Upstream {
 		up.Undelivered += d.Captured - d.Delivered
 		up.Origins[origin] = api.OriginDelivery{Device: a.deviceName(origin), Captured: d.Captured, Delivered: d.Delivered}
 	}
+	up.AttachmentsPendingBytes, up.AttachmentsUndelivered = a.attachmentsUpstream()
 	a.up.mu.Lock()
 	if !a.up.contact.IsZero() {
 		t := a.up.contact.UTC()

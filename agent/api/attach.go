@@ -47,9 +47,12 @@ type Attachment struct {
 	Op           string    `json:"op"` // "<origin>:<seq>", the manifest op
 	// Complete: every chunk of the file is held on this agent.
 	Complete bool `json:"complete"`
-	// Delivered: a hub's receipt covers the manifest op. The bytes' own
-	// delivery to the hub is not yet tracked (see docs/api.md).
+	// Delivered: a hub's receipt says it holds the file whole, verified
+	// against this manifest (and exported, where it exports).
 	Delivered bool `json:"delivered"`
+	// Pruned: delivered, and its bytes dropped here (--prune-delivered);
+	// the hub holds them.
+	Pruned bool `json:"pruned,omitempty"`
 	// Conflict: the field has another live manifest (a concurrent
 	// replacement on another laptop), listed beside this one.
 	Conflict bool `json:"conflict"`
@@ -84,6 +87,10 @@ type Attacher interface {
 // bytes yet (they are on their way from the laptop that captured it). The
 // server answers 409.
 var ErrIncomplete = errors.New("not all of the attachment's bytes are held here yet")
+
+// ErrPruned: the attachment was delivered to a hub and its bytes dropped
+// here (agent --prune-delivered). The server answers 410.
+var ErrPruned = errors.New("the attachment's bytes were delivered to the hub and dropped here")
 
 // ErrAttachmentNotFound: no manifest held names a file with this SHA-256.
 // The server answers 404; [APIError] matches [ErrNotFound] for it.

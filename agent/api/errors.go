@@ -105,6 +105,8 @@ func answerFor(err error) *answer {
 		return newAnswer(http.StatusBadRequest, "the update sets no fields", "bản cập nhật không có trường nào")
 	case errors.Is(err, ErrAttachmentNotFound):
 		return newAnswer(http.StatusNotFound, "no attachment with this SHA-256 is known here", "không có tệp đính kèm nào có SHA-256 này")
+	case errors.Is(err, ErrPruned):
+		return newAnswer(http.StatusGone, ErrPruned.Error(), "dữ liệu của tệp đính kèm đã gửi lên máy chủ trung tâm và đã được xoá khỏi máy này")
 	case errors.Is(err, ErrIncomplete):
 		return newAnswer(http.StatusConflict, ErrIncomplete.Error(), "chưa có đủ dữ liệu của tệp đính kèm tại đây")
 	case errors.Is(err, ErrNotFound):

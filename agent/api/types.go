@@ -91,6 +91,9 @@ type AttachmentStatus struct {
 	// and written with others in one commit. They count in ReceivedChunks
 	// once stored.
 	Storing int `json:"storing"`
+	// PrunedBytes: bytes of delivered attachments dropped here in all
+	// (agent --prune-delivered).
+	PrunedBytes int64 `json:"pruned_bytes"`
 }
 
 // Status is the agent's state as shown by GET /v1/status.
@@ -186,6 +189,12 @@ type Upstream struct {
 	Origins map[string]OriginDelivery `json:"origins"`
 	// Upload is the progress of the upload to a connected hub.
 	Upload *Upload `json:"upload,omitempty"`
+	// AttachmentsUndelivered counts attachments held here (manifest ops)
+	// that no hub's receipt says it holds whole; AttachmentsPendingBytes
+	// is their size by kind (photo, fingerprint, document): what is left
+	// to upload.
+	AttachmentsUndelivered  int              `json:"attachments_undelivered"`
+	AttachmentsPendingBytes map[string]int64 `json:"attachments_pending_bytes"`
 }
 
 // OriginDelivery counts one device's dossiers.

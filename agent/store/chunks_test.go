@@ -315,3 +315,59 @@ func TestPutChunksSplitsABigBatch(t *testing.T) {
 		t.Fatalf("%d chunks after reopen, want %d", got, n)
 	}
 }
+
+// Every manifest op is listed in log order with its dossier, field and
+// file, from any point on; the hub's watermark of whole attachments only
+// rises and survives a reopen.
+func TestManifestOpsListEveryAttachmentOpInOrder(t *testing.T) {
+	s, dir := openTest(t, func(o *Options) { o.AttachmentFile = manifestField })
+	key := testKey(1)
+	rec := "01a209b2-def6-72db-8bba-a97078440c8a"
+	if _, err := s.Write("dev-a", key, rec, crdt.KindCreate, map[string]string{"full_name": "A"}, baseWall); err != nil {
+		t.Fatal(err)
+	}
+	var files [][32]byte
+	for i := range 3 {
+		value := fmt.Sprintf("%064x|manifest %d", sha256.Sum256([]byte{byte(i)}), i)
+		field := fmt.Sprintf("attachment.f%d", i%2)
+		if _, err := s.Write("dev-a", key, rec, crdt.KindUpdate, map[string]string{field: value, "note": "x"}, baseWall+int64(i)+1); err != nil {
+			t.Fatal(err)
+		}
+		var f [32]byte
+		copy(f[:], value[:32])
+		files = append(files, f)
+	}
+	// A plain field change in between is not a manifest op.
+	if _, err := s.Write("dev-a", key, rec, crdt.KindUpdate, map[string]string{"note": "y"}, baseWall+10); err != nil {
+		t.Fatal(err)
+	}
+	var got []ManifestOp
+	if err := s.ManifestOps("dev-a", 0, func(mo ManifestOp) bool { got = append(got, mo); return true }); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 3 {
+		t.Fatalf("%d manifest ops: %+v", len(got), got)
+	}
+	for i, mo := range got {
+		if mo.Seq != uint64(i+2) || mo.Record != rec || mo.File != files[i] || mo.Field != fmt.Sprintf("attachment.f%d", i%2) || mo.Wall < baseWall {
+			t.Fatalf("manifest op %d: %+v", i, mo)
+		}
+	}
+	var after []uint64
+	if err := s.ManifestOpsAfter(crdt.VersionVector{"dev-a": 2}, func(mo ManifestOp) bool { after = append(after, mo.Seq); return true }); err != nil {
+		t.Fatal(err)
+	}
+	if len(after) != 2 || after[0] != 3 || after[1] != 4 {
+		t.Fatalf("after seq 2: %v", after)
+	}
+	if err := s.SetAttached(crdt.VersionVector{"dev-a": 3}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetAttached(crdt.VersionVector{"dev-a": 2, "dev-b": 1}); err != nil {
+		t.Fatal(err)
+	}
+	s = reopen(t, s, dir, func(o *Options) { o.AttachmentFile = manifestField })
+	if w, err := s.Attached(); err != nil || w["dev-a"] != 3 || w["dev-b"] != 1 {
+		t.Fatalf("watermark after reopen: %v %v", w, err)
+	}
+}

@@ -7,6 +7,8 @@ import "errors"
 var (
 	// ErrNotFound: no record with that id (Record, or Write of KindUpdate).
 	ErrNotFound = errors.New("record not found")
+	// ErrCorrupt: a key or value of the store's own making does not parse.
+	ErrCorrupt = errors.New("store entry corrupt")
 	// ErrExists: Write of KindCreate for a record id the store already holds.
 	ErrExists = errors.New("record already exists")
 	// ErrUnknownOrigin: an op's origin has no stored credential, so its

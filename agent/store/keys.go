@@ -52,6 +52,15 @@ import (
 //	                     (Options.AttachmentFile)
 //	x/at/<sha256 32B>    8B: the wall time (ms) of the op that wrote x/a/, so the
 //	                     transfer asks for the oldest files first
+//	x/ao/<origin>/<seq 8B>/<field>  file sha256 (32B), the op's wall time (8B)
+//	                     and the record id: every manifest op, in log order,
+//	                     for a hub to know how far an origin's attachments are
+//	                     whole (its receipts' Attached) and a laptop which
+//	                     dossiers' attachments are not yet delivered
+//	P/<sha256 32B>       empty: the file's chunks were dropped after delivery
+//	                     (prune.go); m/pruned, m/pruned.bytes: how far, how much
+//	m/attached           a hub's watermark of whole attachments (a version
+//	                     vector; SetAttached)
 //
 // All writes of one op (o/, r/, x/c/, h/, w/, k/, x/h/, x/i/, m/clock,
 // m/records) are in one transaction.
@@ -71,12 +80,17 @@ const (
 	prefixUpload   = "u/"
 	prefixManifest = "x/a/"
 	prefixManTime  = "x/at/"
+	prefixManOp    = "x/ao/"
+	prefixPruned   = "P/"
 
-	keyClock    = "m/clock"
-	keySelf     = "m/self"
-	keyRecords  = "m/records"
-	keyVersion  = "m/version"
-	keyExported = "m/exported"
+	keyClock       = "m/clock"
+	keySelf        = "m/self"
+	keyRecords     = "m/records"
+	keyVersion     = "m/version"
+	keyExported    = "m/exported"
+	keyAttached    = "m/attached"
+	keyPruned      = "m/pruned"
+	keyPrunedBytes = "m/pruned.bytes"
 
 	// layoutVersion is stored in m/version; a store written with another
 	// layout is refused at Open rather than misread. 2 added the create,
@@ -134,6 +148,21 @@ func manifestKey(file [32]byte) []byte { return append([]byte(prefixManifest), f
 func manifestTimeKey(file [32]byte) []byte {
 	return append([]byte(prefixManTime), file[:]...)
 }
+
+func manifestOpPrefix(origin string) []byte { return []byte(prefixManOp + origin + "/") }
+
+func manifestOpKey(origin string, seq uint64, field string) []byte {
+	k := binary.BigEndian.AppendUint64(manifestOpPrefix(origin), seq)
+	return append(append(k, '/'), field...)
+}
+
+func manifestOpValue(file [32]byte, wall int64, record string) []byte {
+	v := append(file[:0:0], file[:]...)
+	v = binary.BigEndian.AppendUint64(v, uint64(wall))
+	return append(v, record...)
+}
+
+func prunedKey(file [32]byte) []byte { return append([]byte(prefixPruned), file[:]...) }
 
 func u64(v uint64) []byte { return binary.BigEndian.AppendUint64(nil, v) }
 

@@ -101,7 +101,13 @@ func (s *Store) Receipts() (map[string][]byte, error) {
 
 // SetExported records how far each origin's log has been exported to
 // PostgreSQL (committed there). Only raises entries.
-func (s *Store) SetExported(vv crdt.VersionVector) error {
+func (s *Store) SetExported(vv crdt.VersionVector) error { return s.raiseVV(keyExported, vv) }
+
+// Exported returns how far each origin's log has been exported.
+func (s *Store) Exported() (crdt.VersionVector, error) { return s.readVV(keyExported) }
+
+// raiseVV merges vv into the version vector kept under key.
+func (s *Store) raiseVV(key string, vv crdt.VersionVector) error {
 	if err := s.enter(); err != nil {
 		return err
 	}
@@ -109,7 +115,7 @@ func (s *Store) SetExported(vv crdt.VersionVector) error {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
 	return s.update(func(txn *badger.Txn) error {
-		cur, err := exportedIn(txn)
+		cur, err := vvIn(txn, key)
 		if err != nil {
 			return err
 		}
@@ -118,12 +124,11 @@ func (s *Store) SetExported(vv crdt.VersionVector) error {
 		if err != nil {
 			return err
 		}
-		return txn.Set([]byte(keyExported), b)
+		return txn.Set([]byte(key), b)
 	})
 }
 
-// Exported returns how far each origin's log has been exported.
-func (s *Store) Exported() (crdt.VersionVector, error) {
+func (s *Store) readVV(key string) (crdt.VersionVector, error) {
 	if err := s.enter(); err != nil {
 		return nil, err
 	}
@@ -131,15 +136,15 @@ func (s *Store) Exported() (crdt.VersionVector, error) {
 	var out crdt.VersionVector
 	err := s.db.View(func(txn *badger.Txn) error {
 		var err error
-		out, err = exportedIn(txn)
+		out, err = vvIn(txn, key)
 		return err
 	})
 	return out, err
 }
 
-func exportedIn(txn *badger.Txn) (crdt.VersionVector, error) {
+func vvIn(txn *badger.Txn, key string) (crdt.VersionVector, error) {
 	vv := crdt.VersionVector{}
-	item, err := txn.Get([]byte(keyExported))
+	item, err := txn.Get([]byte(key))
 	if err == badger.ErrKeyNotFound {
 		return vv, nil
 	}

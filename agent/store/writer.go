@@ -157,7 +157,8 @@ func (w *writer) apply(o crdt.Opened, clock crdt.Clock) error {
 		for name, fw := range op.Fields {
 			if file, ok := w.s.attachmentFile(name, fw.Value); ok {
 				es = append(es, entry{key: manifestKey(file), val: []byte(fw.Value)},
-					entry{key: manifestTimeKey(file), val: u64(uint64(op.Time.Wall))})
+					entry{key: manifestTimeKey(file), val: u64(uint64(op.Time.Wall))},
+					entry{key: manifestOpKey(op.Origin, op.Seq, name), val: manifestOpValue(file, op.Time.Wall, op.Record)})
 			}
 		}
 	}

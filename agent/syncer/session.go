@@ -242,6 +242,14 @@ func (s *Session) Unsent(local crdt.VersionVector) bool {
 	return false
 }
 
+// Behind reports whether the peer holds ops this replica lacks, as far as
+// its hello and what it sent since tell: a receiver asks for attachment
+// chunks only once it has the peer's ops, so dossiers cross a thin link
+// first.
+func (s *Session) Behind(local crdt.VersionVector) bool {
+	return !s.hello || len(s.peerHas.Missing(local)) > 0
+}
+
 // InSync reports whether the peer holds everything local holds (of what this
 // side offers) and nothing is in flight.
 func (s *Session) InSync(local crdt.VersionVector) bool {

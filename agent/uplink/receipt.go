@@ -29,10 +29,45 @@ var (
 // Stored[origin]. Issued orders one hub's receipts (unix milliseconds,
 // strictly increasing per hub); a later receipt of a hub replaces an earlier
 // one.
+//
+// A hub that tracks attachments sets Attachments: then, per origin, every
+// attachment manifest op up to Lagging[origin], or up to Stored[origin] for
+// an origin not in Lagging, names a file the hub holds whole and verified
+// against its manifest (and has exported, where it exports). Listing only
+// the origins whose files lag keeps a receipt about as small as before.
 type Receipt struct {
-	Hub    string            `cbor:"1,keyasint"`
-	Issued int64             `cbor:"2,keyasint"`
-	Stored map[string]uint64 `cbor:"3,keyasint"`
+	Hub         string            `cbor:"1,keyasint"`
+	Issued      int64             `cbor:"2,keyasint"`
+	Stored      map[string]uint64 `cbor:"3,keyasint"`
+	Attachments bool              `cbor:"4,keyasint,omitempty"`
+	Lagging     map[string]uint64 `cbor:"5,keyasint,omitempty"`
+}
+
+// Attached returns, per origin, how far its attachments are whole at the
+// hub: empty for a hub that does not track them.
+func (r Receipt) Attached() crdt.VersionVector {
+	out := crdt.VersionVector{}
+	if !r.Attachments {
+		return out
+	}
+	for o, n := range r.Stored {
+		if lag, ok := r.Lagging[o]; ok {
+			n = lag
+		}
+		if n > 0 {
+			out[o] = n
+		}
+	}
+	return out
+}
+
+// MergedAttached combines the attachment watermarks of several hubs.
+func MergedAttached(rs []Receipt) crdt.VersionVector {
+	out := crdt.VersionVector{}
+	for _, r := range rs {
+		out.Merge(r.Attached())
+	}
+	return out
 }
 
 // Signed is a receipt as it travels: its body and the hub's signature.
@@ -88,6 +123,11 @@ func (r Receipt) validate() error {
 	for o := range r.Stored {
 		if o == "" || len(o) > crdt.MaxOriginLen {
 			return fmt.Errorf("%w: bad origin", ErrBadReceipt)
+		}
+	}
+	for o, n := range r.Lagging {
+		if !r.Attachments || n > r.Stored[o] {
+			return fmt.Errorf("%w: attachments of %q lag to %d, beyond the %d ops stored", ErrBadReceipt, o, n, r.Stored[o])
 		}
 	}
 	return nil

@@ -69,3 +69,35 @@ func TestBackoffGrowsCapsAndResets(t *testing.T) {
 		t.Fatalf("after reset %v", d)
 	}
 }
+
+// A hub's receipt says how far each origin's attachments are whole: up to
+// Stored unless the origin lags; a hub that does not track attachments
+// covers none; a lag beyond the ops stored is refused.
+func TestReceiptAttachmentWatermark(t *testing.T) {
+	hub := key(1)
+	r := Receipt{Hub: "hubid", Issued: 1700000000000, Stored: map[string]uint64{"laptopa": 40, "laptopb": 7},
+		Attachments: true, Lagging: map[string]uint64{"laptopa": 12}}
+	s, err := Sign(r, hub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := Verify(s, hub.Public().(ed25519.PublicKey))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a := got.Attached(); !a.Equal(crdt.VersionVector{"laptopa": 12, "laptopb": 7}) {
+		t.Fatalf("attached %v", a)
+	}
+	old := Receipt{Hub: "hub2", Issued: 1, Stored: map[string]uint64{"laptopa": 50}}
+	if a := old.Attached(); len(a) != 0 {
+		t.Fatalf("a hub that does not track attachments covers %v", a)
+	}
+	if m := MergedAttached([]Receipt{got, old, {Hub: "hub3", Issued: 1, Stored: map[string]uint64{"laptopa": 20}, Attachments: true}}); !m.Equal(crdt.VersionVector{"laptopa": 20, "laptopb": 7}) {
+		t.Fatalf("merged %v", m)
+	}
+	bad := r
+	bad.Lagging = map[string]uint64{"laptopa": 41}
+	if _, err := Sign(bad, hub); !errors.Is(err, ErrBadReceipt) {
+		t.Fatalf("lag beyond stored: %v", err)
+	}
+}

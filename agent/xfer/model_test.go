@@ -315,7 +315,31 @@ func runModel(t *testing.T, seed uint64, steps int) {
 			if c := ref.chunks[h]; c != nil {
 				c.arrived = false
 			}
-		case op < 89:
+		case op < 90 && len(ref.files) > 0:
+			names := make([]Hash, 0, len(ref.files))
+			for f := range ref.files {
+				names = append(names, f)
+			}
+			slices.SortFunc(names, func(x, y Hash) int { return cmp.Compare(string(x[:]), string(y[:])) })
+			f := names[rng.IntN(len(names))]
+			what = fmt.Sprintf("forget %x", f[:3])
+			s.Forget(f)
+			counted := ref.files[f]
+			delete(ref.files, f)
+			for _, h := range counted {
+				c := ref.chunks[h]
+				if !c.want {
+					continue
+				}
+				owned := false
+				for _, hs := range ref.files {
+					owned = owned || slices.Contains(hs, h)
+				}
+				if !owned {
+					c.want = false
+				}
+			}
+		case op < 92:
 			p := peers[rng.IntN(3)]
 			what = "drop " + p
 			s.Drop(p)

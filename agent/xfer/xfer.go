@@ -405,3 +405,44 @@ func (s *Scheduler) Stats() Stats {
 	}
 	return st
 }
+
+// Whole reports whether file is a registered file whose every chunk is
+// held. A file not registered yet (its manifest just committed) is not.
+func (s *Scheduler) Whole(file Hash) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n, ok := s.files[file]
+	return ok && n == 0
+}
+
+// Forget stops wanting a file (its bytes were pruned after delivery): its
+// missing chunks no other file lists are no longer asked for.
+func (s *Scheduler) Forget(file Hash) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n, ok := s.files[file]
+	if !ok {
+		return
+	}
+	if n > 0 {
+		s.unfilled--
+	}
+	delete(s.files, file)
+	for h, owners := range s.owners {
+		i := slices.Index(owners, file)
+		if i < 0 {
+			continue
+		}
+		owners = slices.Delete(owners, i, i+1)
+		if len(owners) > 0 {
+			s.owners[h] = owners
+			continue
+		}
+		delete(s.owners, h)
+		if c, ok := s.want[h]; ok {
+			s.pending[c.kind] -= c.size
+			delete(s.want, h)
+			s.stale++
+		}
+	}
+}

@@ -3,6 +3,7 @@ package xfer
 import (
 	"crypto/sha256"
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -145,5 +146,40 @@ func TestSharedChunkAndPartlyHeld(t *testing.T) {
 	}
 	if st := s.Stats(); st.Complete != 2 || st.Incomplete != 0 {
 		t.Fatalf("%+v", st)
+	}
+}
+
+// A file is whole once registered and every chunk is held; forgetting a
+// pruned file stops asking for its chunks, but not for a chunk another file
+// still wants.
+func TestWholeAndForget(t *testing.T) {
+	s := New()
+	s.Window = 100
+	a := file(attach.KindPhoto, "a", 3)
+	b := file(attach.KindPhoto, "b", 1)
+	b.Chunks = append(b.Chunks, a.Chunks[2]) // shares a's last chunk
+	if s.Whole(a.SHA256) {
+		t.Fatal("an unregistered file is whole")
+	}
+	s.Add(File{Manifest: a, Time: 1}, a.Chunks[1:])
+	s.Add(File{Manifest: b, Time: 2}, b.Chunks)
+	done := file(attach.KindFingerprint, "held", 1)
+	s.Add(File{Manifest: done, Time: 3}, nil)
+	if s.Whole(a.SHA256) || !s.Whole(done.SHA256) {
+		t.Fatalf("whole: a %v, held %v", s.Whole(a.SHA256), s.Whole(done.SHA256))
+	}
+	s.Forget(a.SHA256)
+	got := s.Next("p", time.Now())
+	if len(got) != 2 || !slices.Contains(got, b.Chunks[0]) || !slices.Contains(got, a.Chunks[2]) {
+		t.Fatalf("after forgetting a: %x", got)
+	}
+	if st := s.Stats(); st.Complete+st.Incomplete != 2 {
+		t.Fatalf("stats after forget: %+v", st)
+	}
+	for _, h := range got {
+		s.Got("p", h)
+	}
+	if !s.Whole(b.SHA256) || s.Wanted() {
+		t.Fatalf("b whole %v, still wanted %v", s.Whole(b.SHA256), s.Wanted())
 	}
 }

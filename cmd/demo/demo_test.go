@@ -3,16 +3,20 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"net"
 	"net/url"
 	"os"
 	"regexp"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/fieldsync/fieldsync/agent/attach"
 	"github.com/fieldsync/fieldsync/agent/export/pgtest"
 	"github.com/fieldsync/fieldsync/cmd/internal/harness"
 )
@@ -184,12 +188,15 @@ func TestDemoRunsEveryStep(t *testing.T) {
 	}
 	// With PostgreSQL (required under make test), the hub exports into it
 	// and the rows are counted; without, the demo says so.
-	pgRows := "PostgreSQL của tỉnh: 12 hồ sơ (fieldsync_records), 12 thay đổi đã ký (fieldsync_ops)"
+	// Ops: 12 creations and island-a's 11 attachment manifests.
+	pgRows := "PostgreSQL của tỉnh: 12 hồ sơ (fieldsync_records), 23 thay đổi đã ký (fieldsync_ops)"
+	bio := assertBiometricsCaptured(t, text)
 	switch {
 	case strings.Contains(text, pgRows):
 		if !postgresURL.MatchString(text) || !strings.Contains(text, "PostgreSQL tạm đã dừng và xóa") {
 			t.Errorf("PostgreSQL rows counted, but the hub's --postgres or the server's stop is not shown")
 		}
+		assertBiometricsExported(t, text, bio)
 	case os.Getenv(pgtest.RequireEnv) == "1":
 		t.Errorf("output lacks %q, and %s=1", pgRows, pgtest.RequireEnv)
 	case !strings.Contains(text, "không có PostgreSQL / without PostgreSQL"):
@@ -207,6 +214,189 @@ func TestDemoRunsEveryStep(t *testing.T) {
 	// The demo promises to stay under about a minute.
 	if took > time.Minute {
 		t.Errorf("demo took %s", took)
+	}
+}
+
+// capturedFile is one file `fieldsync attach` stored on island-a, as the
+// demo's output shows it.
+type capturedFile struct {
+	finger string // "" for the photo
+	sha    string
+	size   int64
+}
+
+// blockAfter returns the framed command output (lines "│ ...", the frame
+// removed) that follows the first line of text containing marker.
+func blockAfter(t *testing.T, text, marker string) string {
+	t.Helper()
+	i := strings.Index(text, marker)
+	if i < 0 {
+		t.Errorf("output lacks %q", marker)
+		return ""
+	}
+	lines := strings.Split(text[i:], "\n")[1:]
+	// The rest of a command of several lines (the psql script is the
+	// longest) comes before its output.
+	for skip := 0; len(lines) > 0 && skip < 12 && !strings.HasPrefix(lines[0], resIndent+"│"); skip++ {
+		lines = lines[1:]
+	}
+	var out []string
+	for _, l := range lines {
+		rest, ok := strings.CutPrefix(l, resIndent+"│")
+		if !ok {
+			break
+		}
+		out = append(out, strings.TrimPrefix(rest, " "))
+	}
+	return strings.Join(out, "\n")
+}
+
+// assertBiometricsCaptured checks step 11's capture on the island: the photo
+// and ten fingerprints stored by `fieldsync attach` on island-a (about 300
+// KB and 20 KB), island-b holding them all before it sails, with their
+// bytes pending upstream by kind, and, back on the island, `fieldsync
+// attachments` on island-a listing all eleven complete and delivered.
+func assertBiometricsCaptured(t *testing.T, text string) []capturedFile {
+	t.Helper()
+	var files []capturedFile
+	m := regexp.MustCompile(`\$ fieldsync attach --api 127\.0\.0\.1:\d+ --id (\S+) --kind photo \$DEMO/khanh-hoa/sinh-trac/anh-chan-dung\.jpg\n\s+│ ([0-9a-f]{64})  (\d+)\n`).FindStringSubmatch(text)
+	if m == nil {
+		t.Error("output shows no fieldsync attach of the photo with its SHA-256 and size")
+		return nil
+	}
+	id := m[1]
+	size, _ := strconv.ParseInt(m[3], 10, 64)
+	files = append(files, capturedFile{"", m[2], size})
+	if size < 280_000 || size >= 320_000 {
+		t.Errorf("the photo is %d bytes, want about 300 KB", size)
+	}
+	if !strings.Contains(text, `--kind fingerprint --finger "$f" $DEMO/khanh-hoa/sinh-trac/vantay-$f.fmr`) {
+		t.Error("output shows no fieldsync attach of the fingerprints")
+	}
+	var prints int64
+	for _, l := range strings.Split(blockAfter(t, text, "printf '%-13s' \"$f\"; fieldsync attach --api"), "\n") {
+		f := strings.Fields(l)
+		if len(f) != 3 {
+			t.Errorf("fingerprint line %q", l)
+			continue
+		}
+		n, _ := strconv.ParseInt(f[2], 10, 64)
+		if n < 19_000 || n > 21_000 || len(f[1]) != 64 {
+			t.Errorf("fingerprint %s: %d bytes, SHA-256 %q; want about 20 KB", f[0], n, f[1])
+		}
+		files = append(files, capturedFile{f[0], f[1], n})
+		prints += n
+	}
+	var fingers []string
+	for _, f := range files[1:] {
+		fingers = append(fingers, f.finger)
+	}
+	if !slices.Equal(fingers, attach.Fingers) {
+		t.Errorf("fingerprints attached: %v, want the ten fingers %v", fingers, attach.Fingers)
+	}
+	if !strings.Contains(text, "island-b giữ đủ ảnh và 10 vân tay") {
+		t.Error("output does not say island-b holds the files before it sails")
+	}
+
+	// island-b before the boat: every byte on board, none upstream yet.
+	var st struct {
+		Attachments struct {
+			Complete, Incomplete int
+			PendingBytes         map[string]int64 `json:"pending_bytes"`
+		}
+		Upstream struct {
+			Undelivered            int
+			AttachmentsUndelivered int              `json:"attachments_undelivered"`
+			AttachmentsPending     map[string]int64 `json:"attachments_pending_bytes"`
+		}
+	}
+	if err := json.Unmarshal([]byte(blockAfter(t, text, "(island-b, vài trường / a few fields)")), &st); err != nil {
+		t.Errorf("island-b's status before the boat: %v", err)
+	}
+	if st.Attachments.Complete != 11 || st.Attachments.Incomplete != 0 || st.Attachments.PendingBytes["photo"] != 0 ||
+		st.Attachments.PendingBytes["fingerprint"] != 0 {
+		t.Errorf("island-b before the boat lacks some bytes: %+v", st.Attachments)
+	}
+	if st.Upstream.Undelivered != 12 || st.Upstream.AttachmentsUndelivered != 11 ||
+		st.Upstream.AttachmentsPending["photo"] != size || st.Upstream.AttachmentsPending["fingerprint"] != prints {
+		t.Errorf("island-b before the boat: upstream %+v, want 12 dossiers and 11 files undelivered, photo %d and fingerprint %d bytes pending",
+			st.Upstream, size, prints)
+	}
+
+	// Back on the island: island-a lists all eleven, complete and delivered.
+	listed := blockAfter(t, text, "$ fieldsync attachments --api 127.0.0.1:")
+	row := regexp.MustCompile(`^(photo|fingerprint)\s+(\S+)\s+(\d+)\s+([0-9a-f]{64})\s+island-a\s+.+\s+có / yes\s+có / yes$`)
+	var back []capturedFile
+	for _, l := range strings.Split(listed, "\n")[1:] {
+		r := row.FindStringSubmatch(l)
+		if r == nil {
+			t.Errorf("island-a's attachments: row %q is not a file captured on island-a, complete and delivered", l)
+			continue
+		}
+		n, _ := strconv.ParseInt(r[3], 10, 64)
+		finger := r[2]
+		if finger == "-" {
+			finger = ""
+		}
+		back = append(back, capturedFile{finger, r[4], n})
+	}
+	if !slices.Equal(back, files) {
+		t.Errorf("island-a lists\n%v\nafter the trip, want the files captured\n%v", back, files)
+	}
+	if !strings.Contains(text, "$ fieldsync attachments --api 127.0.0.1:") || !strings.Contains(text, " "+id+"\n") {
+		t.Errorf("fieldsync attachments is not shown for dossier %s", id)
+	}
+	return files
+}
+
+// assertBiometricsExported checks what psql showed of the province's
+// PostgreSQL: the dossier's record and 12 ops (its creation and 11
+// manifests), then its 11 files in the order written, the ten fingerprints
+// before the photo, each written after every row of its dossier and each the
+// file captured on the island (its SHA-256 and size).
+func assertBiometricsExported(t *testing.T, text string, files []capturedFile) {
+	t.Helper()
+	if len(files) != 11 {
+		return // assertBiometricsCaptured said why
+	}
+	tables := psqlTables(blockAfter(t, text, "<<'SQL'"))
+	if len(tables) != 2 {
+		t.Errorf("psql shows %d tables, want 2", len(tables))
+		return
+	}
+	var dossier []string
+	for _, r := range tables[0].rows {
+		dossier = append(dossier, strings.Join(r[:2], " "))
+	}
+	if !slices.Equal(dossier, []string{"fieldsync_records 1", "fieldsync_ops 12"}) {
+		t.Errorf("the dossier's rows in PostgreSQL: %v, want its record and 12 ops", dossier)
+	}
+	if want := []string{"exported_at", "kind", "finger", "size", "sha256", "after_dossier"}; !slices.Equal(tables[1].header, want) {
+		t.Errorf("fieldsync_attachments columns %v, want %v", tables[1].header, want)
+		return
+	}
+	// Captured: the photo, then right_thumb … left_little; written: the
+	// fingerprints in the order captured, then the photo.
+	want := append(slices.Clone(files[1:]), files[0])
+	var got []capturedFile
+	for _, r := range tables[1].rows {
+		n, _ := strconv.ParseInt(r[3], 10, 64)
+		got = append(got, capturedFile{r[2], r[4], n})
+		if r[5] != "t" {
+			t.Errorf("%s %s was written to PostgreSQL before its dossier's rows", r[1], r[2])
+		}
+		if (r[1] == "photo") != (r[2] == "") {
+			t.Errorf("row %v: kind and finger disagree", r)
+		}
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("fieldsync_attachments by exported_at:\n%v\nwant the fingerprints, then the photo:\n%v", got, want)
+	}
+	if !strings.Contains(text, "SHA-256 của ảnh trên đảo (fieldsync attach) và trong PostgreSQL: "+files[0].sha+", giống nhau") {
+		t.Error("output does not compare the photo's SHA-256 on the island and in PostgreSQL")
+	}
+	if !strings.Contains(text, "(11 dòng fieldsync_attachments, vân tay trước ảnh)") {
+		t.Error("the summary does not count the files in PostgreSQL")
 	}
 }
 

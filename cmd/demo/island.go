@@ -21,9 +21,11 @@ import (
 // The island trip (step 11): Vạn Thạnh commune in Khánh Hòa, where four of
 // six villages are on islands and the one Internet link is at the
 // border-guard post on the mainland. The province has a deployment of its
-// own and a hub; two island laptops merge over Wi-Fi, one takes the boat to
-// the post and delivers both laptops' dossiers, and back on the island the
-// other learns from it that its dossiers are stored upstream.
+// own and a hub; two island laptops merge over Wi-Fi, one of them with a
+// fisherman's photo and ten fingerprints (biometrics.go), one takes the
+// boat to the post and delivers both laptops' dossiers and the files, and
+// back on the island the other learns from it that its dossiers and files
+// are stored upstream.
 
 // islandDossiers is how many dossiers each island laptop captures.
 const islandDossiers = 6
@@ -53,6 +55,8 @@ type island struct {
 	delivered         int
 	pgOps, pgRecords  int64
 	tookUp, tookState time.Duration
+	// bio is the fisherman's photo and fingerprints, once captured.
+	bio *biometrics
 }
 
 // agents lists the province's agents, the hub first.
@@ -183,6 +187,7 @@ func (t *trip) onTheIsland(ctx context.Context) error {
 	if err := t.startAgent(ctx, is.b, is.a); err != nil {
 		return err
 	}
+	var bioID, bioName string
 	for _, x := range []*harness.Agent{is.a, is.b} {
 		var ds []map[string]string
 		for range islandDossiers {
@@ -194,6 +199,14 @@ func (t *trip) onTheIsland(ctx context.Context) error {
 		}
 		is.ids = append(is.ids, got...)
 		t.n.result("%s nhập %d hồ sơ, ví dụ %q / captures %d dossiers, e.g. %q", x.Name, len(got), ds[0]["full_name"], len(got), ds[0]["full_name"])
+		for i, d := range ds {
+			if x == is.a && bioID == "" && d["sex"] == "nam" {
+				bioID, bioName = got[i], d["full_name"]
+			}
+		}
+	}
+	if bioID == "" {
+		return fmt.Errorf("island-a captured no man's dossier to take a fisherman's biometrics for (seed %d)", t.o.Seed)
 	}
 	if _, err := t.convergeTo(ctx, is.ids, is.a, is.b); err != nil {
 		return err
@@ -208,7 +221,7 @@ func (t *trip) onTheIsland(ctx context.Context) error {
 	}
 	t.n.result("%s: %d hồ sơ chưa lên tỉnh (undelivered), 0 đã lên (delivered) / %d dossiers not yet upstream, 0 delivered",
 		islandA, st.Upstream.Undelivered, st.Upstream.Undelivered)
-	return nil
+	return t.captureBiometrics(ctx, bioID, bioName)
 }
 
 // toThePost: island-b takes the boat to the border-guard post, reaches the
@@ -237,14 +250,15 @@ func (t *trip) toThePost(ctx context.Context) error {
 			return false, "", err
 		}
 		up := st.Upstream
-		return up.Delivered == len(is.ids) && up.Undelivered == 0 && up.Reachable,
-			fmt.Sprintf("island-b: delivered %d, undelivered %d, reachable %v", up.Delivered, up.Undelivered, up.Reachable), nil
+		return up.Delivered == len(is.ids) && up.Undelivered == 0 && up.AttachmentsUndelivered == 0 && up.Reachable,
+			fmt.Sprintf("island-b: delivered %d, undelivered %d, attachments undelivered %d, reachable %v",
+				up.Delivered, up.Undelivered, up.AttachmentsUndelivered, up.Reachable), nil
 	})
 	if err != nil {
 		return fmt.Errorf("island-b's dossiers were not receipted: %w", err)
 	}
 	is.tookUp = time.Since(began)
-	t.n.result("island-b nhận biên nhận của %s sau %s: cả %d hồ sơ đã lên tỉnh / holds %s's receipt after %s: all %d dossiers are upstream",
+	t.n.result("island-b nhận biên nhận của %s sau %s: cả %d hồ sơ, ảnh và vân tay đã lên tỉnh / holds %s's receipt after %s: all %d dossiers, the photo and the fingerprints are upstream",
 		hubName, seconds(is.tookUp), st.Upstream.Delivered, hubName, seconds(is.tookUp), st.Upstream.Delivered)
 
 	hst, err := status(ctx, is.hub)
@@ -280,7 +294,7 @@ func (t *trip) toThePost(ctx context.Context) error {
 	}
 	t.n.explain("island-b mang lên cả hồ sơ của island-a: máy nào gặp đường truyền thì mang hộ cả tổ. Máy chủ kiểm chữ ký của island-a, nên island-b không thể sửa lén.",
 		"island-b carried island-a's dossiers up too: whoever reaches a link carries everyone. The hub checks island-a's own signatures, so island-b could not alter them.")
-	return nil
+	return t.biometricsAtTheHub(ctx)
 }
 
 // backOnTheIsland: island-b returns and meets island-a, which learns that
@@ -306,8 +320,9 @@ func (t *trip) backOnTheIsland(ctx context.Context) error {
 			return false, "", err
 		}
 		up := st.Upstream
-		return up.Delivered == len(is.ids) && up.Undelivered == 0,
-			fmt.Sprintf("island-a: delivered %d, undelivered %d", up.Delivered, up.Undelivered), nil
+		return up.Delivered == len(is.ids) && up.Undelivered == 0 && up.AttachmentsUndelivered == 0,
+			fmt.Sprintf("island-a: delivered %d, undelivered %d, attachments undelivered %d",
+				up.Delivered, up.Undelivered, up.AttachmentsUndelivered), nil
 	})
 	if err != nil {
 		return fmt.Errorf("island-a never learned of the delivery: %w", err)
@@ -350,7 +365,7 @@ func (t *trip) backOnTheIsland(ctx context.Context) error {
 	}
 	t.n.explain("Không còn hồ sơ nào chỉ nằm trên đảo: cán bộ biết hồ sơ đã an toàn ở tỉnh, dù máy của mình chưa từng có Internet.",
 		"No dossier is left only on the island: the officer knows they are safe at the province, though this laptop never had Internet.")
-	return nil
+	return t.biometricsDelivered(ctx)
 }
 
 // originsTable prints upstream.origins: per laptop, captured and delivered.

@@ -7,9 +7,11 @@
 // district admin's laptop settles (a field laptop is refused) before it
 // merges one pair of duplicate dossiers and keeps another apart; a laptop is
 // lost, the admin revokes it and the rest of the team refuses it; then, on
-// Vạn Thạnh's islands, two laptops merge, one reaches the province's hub
-// (exporting into a throwaway PostgreSQL where this machine has one), and
-// the hub's receipts come back to the other. It owns
+// Vạn Thạnh's islands, two laptops merge, one of them with a fisherman's
+// photo and ten fingerprints, one reaches the province's hub (exporting
+// into a throwaway PostgreSQL where this machine has one, fingerprints
+// before the photo, after the dossiers), and the hub's receipts come back
+// to the other, which sees the files delivered. It owns
 // nothing the product uses: it drives the real binary through
 // cmd/internal/harness and the agents' HTTP API.
 package main

@@ -80,6 +80,19 @@ func (n *narrator) command(args ...string) {
 	fmt.Fprintf(n.w, "%s$ %s\n", indent, strings.Join(quoted, " "))
 }
 
+// script prints a shell command of several lines (a loop, a here-document)
+// as typed: the first after "$ ", the others under it. The lines are shown
+// as given, only $DEMO and the binary's path rewritten; the caller quotes.
+func (n *narrator) script(lines ...string) {
+	for i, l := range lines {
+		lead := "$ "
+		if i > 0 {
+			lead = "  "
+		}
+		fmt.Fprintf(n.w, "%s%s%s\n", indent, lead, n.shown.Replace(l))
+	}
+}
+
 // result prints an outcome under a command.
 func (n *narrator) result(format string, args ...any) {
 	fmt.Fprintf(n.w, "%s✓ %s\n", resIndent, fmt.Sprintf(format, args...))

@@ -180,8 +180,8 @@ func run(ctx context.Context, o options) (err error) {
 		{"Hồ sơ trùng: một người nhập hai lần, hai người tên gần giống",
 			"Duplicates: one person captured twice, two people with near names", t.duplicates},
 		{"Mất máy: thu hồi laptop-c, cả đội từ chối nó", "A laptop is lost: laptop-c is revoked and the team refuses it", t.lostLaptopScene},
-		{"Đảo Vạn Thạnh: hồ sơ lên đến tỉnh, biên nhận quay về đảo",
-			"Vạn Thạnh's islands: dossiers reach the province, receipts come back", t.islandTrip},
+		{"Đảo Vạn Thạnh: hồ sơ, ảnh và vân tay lên đến tỉnh, biên nhận quay về đảo",
+			"Vạn Thạnh's islands: dossiers, a photo and fingerprints reach the province, receipts come back", t.islandTrip},
 		{"Dọn dẹp", "Clean up", t.cleanUp},
 	}
 	start := time.Now()

@@ -353,6 +353,19 @@ func (t *trip) summary(times []stepTime, total time.Duration) {
 		}
 		fmt.Fprintf(t.n.w, "%sVạn Thạnh: %d hồ sơ của 2 máy trên đảo đã lên tỉnh (%s); island-a biết điều đó mà chưa từng gặp máy chủ /\n%s%d dossiers of 2 island laptops reached the province (%s); island-a knows without ever meeting the hub.\n",
 			indent, is.delivered, whereVI, indent, is.delivered, whereEN)
+		if b := is.bio; b != nil {
+			whereVI, whereEN = "trong kho của máy chủ", "in the hub's store"
+			switch {
+			case b.ordered:
+				whereVI = fmt.Sprintf("%d dòng fieldsync_attachments, vân tay trước ảnh", b.exported)
+				whereEN = fmt.Sprintf("%d rows of fieldsync_attachments, fingerprints before the photo", b.exported)
+			case b.exported > 0:
+				whereVI = fmt.Sprintf("%d dòng fieldsync_attachments", b.exported)
+				whereEN = fmt.Sprintf("%d rows of fieldsync_attachments", b.exported)
+			}
+			fmt.Fprintf(t.n.w, "%sẢnh và 10 vân tay của ông %s theo thuyền lên tỉnh (%s) /\n%sMr %s's photo and 10 fingerprints went up on the boat (%s).\n",
+				indent, b.name, whereVI, indent, b.name, whereEN)
+		}
 	}
 }
 

@@ -59,6 +59,8 @@ type fileConfig struct {
 	Hub       []string `json:"hub"`
 	NoMDNS    *bool    `json:"no_mdns"`
 	Postgres  string   `json:"postgres"`
+	// PruneDelivered: as --prune-delivered.
+	PruneDelivered *bool `json:"prune_delivered"`
 }
 
 // applyFile fills what the flags did not set from the configuration file.
@@ -97,6 +99,9 @@ func (d *daemonFlags) applyFile(fs *flag.FlagSet) error {
 	if fc.NoMDNS != nil && !set["no-mdns"] {
 		d.noMDNS = *fc.NoMDNS
 	}
+	if fc.PruneDelivered != nil && !set["prune-delivered"] {
+		d.cfg.PruneDelivered = *fc.PruneDelivered
+	}
 	d.join = append(d.join, fc.Join...)
 	d.hubs = append(d.hubs, fc.Hub...)
 	return nil
@@ -123,6 +128,7 @@ func (d *daemonFlags) register(fs *flag.FlagSet, defaultMDNS bool) {
 	fs.StringVar(&d.cfg.AdminTokenFile, "admin-token-file", "", "hub only: file holding the admin token that settling conflicts and duplicates needs (default DATADIR/admin-token, made at the first start)")
 	fs.StringVar(&d.pprof, "pprof", "", "serve Go's profiler on this loopback HOST:PORT (off by default; for measuring, see docs/performance.md)")
 	fs.Int64Var(&d.cfg.AttachmentMaxBytes, "attachment-max-bytes", d.cfg.AttachmentMaxBytes, "largest file `fieldsync attach` may store, in bytes (at most 67108864, 64 MiB)")
+	fs.BoolVar(&d.cfg.PruneDelivered, "prune-delivered", false, "field agents only: drop an attachment's bytes once a hub's receipt says the hub holds it whole (keeps its manifest; off by default)")
 	fs.StringVar(&d.cfg.APITokenFile, "api-token-file", "", "file holding a fixed API token (services, scripts); default a random token written to the user's runtime file")
 }
 

@@ -132,8 +132,12 @@ func runAttachments(ctx context.Context, args []string, stdout, _ io.Writer) err
 		if at.Conflict {
 			mark = " (!)"
 		}
+		complete := yesNo(at.Complete)
+		if at.Pruned {
+			complete = "đã xoá/pruned"
+		}
 		fmt.Fprintf(tw, "%s%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\n", clean(at.Kind), mark, orDash(at.Finger), at.Size,
-			clean(at.SHA256), orDash(at.CapturedBy), showTime(at.CapturedAt), yesNo(at.Complete), yesNo(at.Delivered))
+			clean(at.SHA256), orDash(at.CapturedBy), showTime(at.CapturedAt), complete, yesNo(at.Delivered))
 	}
 	return tw.Flush()
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"github.com/fieldsync/fieldsync/agent/attach"
 	"io"
 	"maps"
 	"slices"
@@ -59,6 +60,15 @@ func printStatus(w io.Writer, st api.Status) error {
 	fmt.Fprintf(tw, "Có thể trùng / Possible duplicates:\t%d\n", st.Duplicates)
 	fmt.Fprintf(tw, "Chỉ có trên máy này / Only on this laptop:\t%d\n", st.AtRisk)
 	fmt.Fprintf(tw, "Đã có ở máy khác / Held elsewhere:\t%d\n", st.Held)
+	at := st.Attachments
+	fmt.Fprintf(tw, "Ảnh, vân tay / Attachments:\t%d đủ / complete, %d đang về / incomplete (%s)\n",
+		at.Complete, at.Incomplete, kindBytes(at.PendingBytes))
+	if at.RefusedChunks > 0 {
+		fmt.Fprintf(tw, "Khối bị từ chối / Refused chunks:\t%d\n", at.RefusedChunks)
+	}
+	if at.PrunedBytes > 0 {
+		fmt.Fprintf(tw, "Đã xoá sau khi gửi / Pruned after delivery:\t%d bytes\n", at.PrunedBytes)
+	}
 	if r := st.Revocation; r != nil && r.Number > 0 {
 		fmt.Fprintf(tw, "Danh sách thu hồi / Revocation list:\t%d (%d thiết bị / devices)\n", r.Number, len(r.Devices))
 	}
@@ -103,6 +113,7 @@ func printStatus(w io.Writer, st api.Status) error {
 	fmt.Fprintf(tw, "  Liên lạc gần nhất / Last contact:\t%s\n", last)
 	fmt.Fprintf(tw, "  Đã lên tỉnh / Delivered:\t%d\n", up.Delivered)
 	fmt.Fprintf(tw, "  Chưa lên tỉnh / Undelivered:\t%d\n", up.Undelivered)
+	fmt.Fprintf(tw, "  Tệp chưa lên tỉnh / Attachments undelivered:\t%d (%s)\n", up.AttachmentsUndelivered, kindBytes(up.AttachmentsPendingBytes))
 	if up.Upload != nil {
 		fmt.Fprintf(tw, "  Đang gửi lên / Uploading to %s:\t%d sent, %d pending\n", clean(up.Upload.Hub), up.Upload.SentOps, up.Upload.PendingOps)
 	}
@@ -140,4 +151,13 @@ func alertLine(al api.Alert) string {
 			clean(al.Device), clean(strings.Join(al.Addrs, ", ")), clean(al.Device))
 	}
 	return fmt.Sprintf("%s: %s", clean(al.Kind), clean(al.Device))
+}
+
+// kindBytes shows pending bytes by kind, in the upload order.
+func kindBytes(m map[string]int64) string {
+	parts := make([]string, 0, len(attach.Kinds))
+	for _, k := range []attach.Kind{attach.KindFingerprint, attach.KindPhoto, attach.KindDocument} {
+		parts = append(parts, fmt.Sprintf("%s %d B", k, m[string(k)]))
+	}
+	return strings.Join(parts, ", ")
 }

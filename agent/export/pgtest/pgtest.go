@@ -1,7 +1,8 @@
 // Package pgtest starts a throwaway PostgreSQL server for tests: a fresh
 // cluster in a temporary directory, listening on 127.0.0.1 only, on a free
 // port, with trust authentication. It owns nothing a production binary uses;
-// only tests import it (the export package's and the hub's end-to-end tests).
+// only tests import it (the export package's and the hub's end-to-end tests),
+// and the demo and the benchmark, which stand it in for a province's database.
 //
 // The server binaries are taken from /usr/lib/postgresql/<version>/bin, the
 // highest version present (Debian's layout; `make deps` installs them). When
@@ -69,6 +70,24 @@ func Start() (dbURL string, stop func(), err error) {
 		return "", nil, err
 	}
 	return start(bin)
+}
+
+// Psql returns the path of the psql client: the one beside the server
+// binaries Start uses (Debian installs it there with the server), else the
+// first on PATH. It is for showing the exported rows as an operator would
+// query them (the demo).
+func Psql() (string, error) {
+	if bin, err := findBin(); err == nil {
+		p := filepath.Join(bin, "psql")
+		if _, err := os.Stat(p); err == nil {
+			return p, nil
+		}
+	}
+	p, err := exec.LookPath("psql")
+	if err != nil {
+		return "", fmt.Errorf("pgtest: no psql client beside the server binaries or on PATH: %w", err)
+	}
+	return p, nil
 }
 
 // Require starts a server with Start, stops it when the test ends, and

@@ -126,3 +126,24 @@ func Ingest(opts store.Options, dev *identity.Device, ops []crdt.Signed) (float6
 	rate := float64(len(ops)) / time.Since(t).Seconds()
 	return rate, st.Close()
 }
+
+// OwnOps reads every op of a stopped agent's own log from its store, as a
+// peer would be sent them.
+func OwnOps(a *Agent) ([]crdt.Signed, error) {
+	key, err := Unlock(a.Data)
+	if err != nil {
+		return nil, err
+	}
+	dev, err := identity.LoadDeviceSealed(a.Data, key)
+	if err != nil {
+		return nil, err
+	}
+	opts := store.DefaultOptions(filepath.Join(a.Data, "store"))
+	opts.EncryptionKey = key.StoreKey()
+	s, err := store.Open(opts)
+	if err != nil {
+		return nil, err
+	}
+	defer s.Close()
+	return s.ReadOps(dev.ID(), 1, 1<<20, 1<<30)
+}

@@ -1,10 +1,13 @@
 package harness
 
 import (
+	"context"
 	"io"
 	"net"
 	"sync"
 	"sync/atomic"
+
+	"golang.org/x/time/rate"
 )
 
 // Proxy is a TCP proxy on 127.0.0.1 that counts the bytes it carries and can
@@ -22,6 +25,18 @@ type Proxy struct {
 	conns   map[net.Conn]bool
 	closed  bool
 	cutOnce sync.Once
+
+	// Throttle: one limiter per direction, shared by every connection,
+	// like one thin link.
+	up, down atomic.Pointer[rate.Limiter]
+}
+
+// Throttle limits the link to bytesPerSecond in each direction, from now
+// on (a 3G link at a border post: about 125,000, 1 Mbit/s).
+func (p *Proxy) Throttle(bytesPerSecond int) {
+	burst := min(bytesPerSecond/10, 16<<10)
+	p.up.Store(rate.NewLimiter(rate.Limit(bytesPerSecond), burst))
+	p.down.Store(rate.NewLimiter(rate.Limit(bytesPerSecond), burst))
 }
 
 // NewProxy forwards connections on a free 127.0.0.1 port to target.
@@ -88,8 +103,8 @@ func (p *Proxy) serve(in net.Conn) {
 		return
 	}
 	done := make(chan struct{}, 2)
-	go p.pipe(out, in, done)
-	go p.pipe(in, out, done)
+	go p.pipe(out, in, &p.up, done)
+	go p.pipe(in, out, &p.down, done)
 	<-done
 	in.Close()
 	out.Close()
@@ -100,10 +115,18 @@ func (p *Proxy) serve(in net.Conn) {
 	p.mu.Unlock()
 }
 
-func (p *Proxy) pipe(dst, src net.Conn, done chan<- struct{}) {
+func (p *Proxy) pipe(dst, src net.Conn, limit *atomic.Pointer[rate.Limiter], done chan<- struct{}) {
 	buf := make([]byte, 32<<10)
 	for {
-		n, err := src.Read(buf)
+		b := buf
+		lim := limit.Load()
+		if lim != nil {
+			b = buf[:lim.Burst()]
+		}
+		n, err := src.Read(b)
+		if n > 0 && lim != nil {
+			_ = lim.WaitN(context.Background(), n)
+		}
 		if n > 0 {
 			total := p.bytes.Add(int64(n))
 			if at := p.cutAt.Load(); at > 0 && total >= at && p.cutAt.CompareAndSwap(at, 0) {

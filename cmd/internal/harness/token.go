@@ -50,3 +50,7 @@ func (c *Cluster) NewClient(addr string) *api.Client {
 // NewClient returns a fresh client for a's current API address (after its
 // ports changed).
 func (a *Agent) NewClient() *api.Client { return a.c.NewClient(a.API) }
+
+// Env is the environment the cluster's processes run with (passphrases,
+// runtime directory), for a test that starts the binary itself.
+func (c *Cluster) Env() []string { return c.procEnv() }
