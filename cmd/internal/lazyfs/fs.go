@@ -83,8 +83,9 @@ type Options struct {
 
 // Stats are counts since Mount, summed over every cut.
 type Stats struct {
-	Cuts   int   // power cuts (Restart or Close while off)
-	Fsyncs int64 // fsync, fdatasync and msync calls served
+	Cuts      int   // power cuts (Restart or Close while off)
+	Mutations int64 // mutating operations served (see PowerOffAfter)
+	Fsyncs    int64 // fsync, fdatasync and msync calls served
 	// Pending data operations (writes and truncates) at the cuts: lost,
 	// kept whole, and kept torn (a prefix of a write, at a sector boundary).
 	DataLost, DataKept, DataTorn int64
@@ -288,6 +289,9 @@ func (f *FS) unmount() error {
 func (f *FS) enter(mutating bool) syscall.Errno {
 	if f.off {
 		return syscall.EIO
+	}
+	if mutating {
+		f.stats.Mutations++
 	}
 	if mutating && f.armed > 0 {
 		f.armed--

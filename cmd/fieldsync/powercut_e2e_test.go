@@ -1,0 +1,362 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/fieldsync/fieldsync/cmd/internal/harness"
+	"github.com/fieldsync/fieldsync/cmd/internal/lazyfs"
+)
+
+// The power-cut campaign (issue 10 point 2): a laptop's data directory is on
+// a lazyfs mount, which loses at a cut whatever was not fsynced. The laptop
+// captures dossiers through the API and receives a peer's while the power is
+// cut at random moments; after each cut the agent is killed (a cut kills it
+// too), the file system boots again and the agent restarts: its store must
+// open, hold every dossier whose create was answered, and converge with the
+// peer. See docs/testing.md, "Power cuts".
+//
+// CUTS=N sets the number of cuts (default powercutDefault), POWERCUT_SEED
+// the seed (default 1), POWERCUT_MODEL ordered or strict (lazyfs.Model).
+
+const powercutDefault = 30
+
+func envUint(t *testing.T, name string, def uint64) uint64 {
+	t.Helper()
+	s := os.Getenv(name)
+	if s == "" {
+		return def
+	}
+	v, err := strconv.ParseUint(s, 10, 64)
+	if err != nil {
+		t.Fatalf("%s=%q: %v", name, s, err)
+	}
+	return v
+}
+
+// campaign is the state the rounds share.
+type campaign struct {
+	t      *testing.T
+	rng    *rand.Rand
+	fsys   *lazyfs.FS
+	laptop *harness.Agent
+	peer   *harness.Agent
+
+	mu sync.Mutex
+	// acked maps each dossier whose create the laptop answered to the
+	// personal ID it was sent with; peerAcked the same on the peer.
+	acked, peerAcked map[string]string
+	n                int // dossiers sent, for distinct personal IDs
+
+	// Figures.
+	checked                    int // acknowledged dossiers checked, summed over restarts
+	byOps, byTime, duringStart int // cuts by kind
+	startFailures              int
+}
+
+func TestE2EPowerCuts(t *testing.T) {
+	c := cluster(t)
+	cuts := int(envUint(t, "CUTS", powercutDefault))
+	seed := envUint(t, "POWERCUT_SEED", 1)
+	model, err := lazyfs.ParseModel(os.Getenv("POWERCUT_MODEL"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fsys := lazyfs.MountT(t, lazyfs.Options{Seed: seed, Model: model})
+	t.Logf("power cuts: %d cuts, seed %d, model %s; replay: CUTS=%d POWERCUT_SEED=%d POWERCUT_MODEL=%s go test -run 'TestE2EPowerCuts$' ./cmd/fieldsync",
+		cuts, seed, model, cuts, seed, model)
+
+	peer := start(t, c, "peer")
+	laptop, err := c.Provision("laptop", "field")
+	if err != nil {
+		t.Fatal(err)
+	}
+	onMount := filepath.Join(fsys.Mountpoint(), "laptop")
+	if err := copyOnto(laptop.Data, onMount); err != nil {
+		t.Fatal(err)
+	}
+	if err := fsys.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	laptop.Data = onMount
+	// Cleanups run last first: kill the laptop before lazyfs unmounts.
+	t.Cleanup(laptop.Kill)
+
+	k := &campaign{t: t, rng: rand.New(rand.NewPCG(seed, 0x5eed)), fsys: fsys, laptop: laptop, peer: peer,
+		acked: map[string]string{}, peerAcked: map[string]string{}}
+	began := time.Now()
+	for i := range cuts {
+		k.round(i)
+	}
+	// After the last cut: the store opens, holds everything, converges.
+	if err := k.startLaptop(); err != nil {
+		t.Fatalf("after the last cut: %v", err)
+	}
+	k.verify(cuts)
+	st := fsys.Stats()
+	elapsed := time.Since(began)
+	t.Logf("power cuts: %d cuts (%d at an operation count, %d at a moment; %d during the agent's start) in %s, %.1f s a cut; seed %d, model %s",
+		cuts, k.byOps, k.byTime, k.duringStart, elapsed.Round(time.Second), elapsed.Seconds()/float64(max(cuts, 1)), seed, model)
+	t.Logf("power cuts: %d dossiers acknowledged by the laptop, %d by the peer; %d acknowledged dossiers checked over %d restarts; lost 0; stores that did not open: %d",
+		len(k.acked), len(k.peerAcked), k.checked, cuts+1, k.startFailures)
+	t.Logf("power cuts: pending at the cuts: data operations lost %d, kept %d, torn %d; namespace changes lost %d, kept %d; %d fsyncs served",
+		st.DataLost, st.DataKept, st.DataTorn, st.NamespaceLost, st.NamespaceKept, st.Fsyncs)
+}
+
+// round runs the laptop until one power cut, then checks nothing is lost.
+func (k *campaign) round(i int) {
+	t := k.t
+	// While the laptop is down the peer captures: the laptop receives them
+	// at its next start.
+	k.capture(k.peer, k.peerAcked, k.rng.IntN(20))
+
+	byOps := k.rng.IntN(2) == 0
+	if byOps {
+		// The n-th mutating file operation from here fails and cuts the
+		// power. A start makes 30-40 (badger's recovery, a new memtable
+		// and value log, the first sync), a round 50-2,000: one cut in
+		// four is drawn among the first 60, the others among 2,000.
+		limit := int64(2000)
+		if k.rng.IntN(4) == 0 {
+			limit = 60
+		}
+		k.fsys.PowerOffAfter(1 + k.rng.Int64N(limit))
+		k.byOps++
+	} else {
+		k.byTime++
+	}
+	delay := time.Duration(k.rng.IntN(1000)) * time.Millisecond
+
+	m0 := k.fsys.Stats().Mutations
+	startErr := k.startLaptop()
+	off := k.fsys.Off()
+	if os.Getenv("POWERCUT_DEBUG") != "" {
+		t.Logf("cut %d: %d mutations during the start", i, k.fsys.Stats().Mutations-m0)
+	}
+	select {
+	case <-off:
+		k.duringStart++
+	default:
+		if startErr != nil {
+			t.Fatalf("cut %d: the laptop did not start before the cut: %v", i, startErr)
+		}
+		k.verify(i)
+	}
+
+	// Capture on the laptop (three officers) and on the peer (one) until
+	// the power goes.
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for w := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			a, acked := k.laptop, k.acked
+			if w == 3 {
+				a, acked = k.peer, k.peerAcked
+			}
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if !k.captureOne(a, acked) && w != 3 {
+					return // the laptop is gone: unacknowledged
+				}
+				if w == 3 {
+					time.Sleep(100 * time.Millisecond)
+				}
+			}
+		}()
+	}
+	if byOps {
+		select {
+		case <-off:
+		case <-time.After(5 * time.Second): // the count was not reached
+			k.fsys.PowerOff()
+		}
+	} else {
+		select {
+		case <-off:
+		case <-time.After(delay):
+			k.fsys.PowerOff()
+		}
+	}
+	if os.Getenv("POWERCUT_DEBUG") != "" {
+		t.Logf("cut %d: %d mutations in the round", i, k.fsys.Stats().Mutations-m0)
+	}
+	// The power is off: the process dies with it.
+	k.laptop.Kill()
+	close(stop)
+	wg.Wait()
+	if err := k.fsys.Restart(); err != nil {
+		t.Fatalf("cut %d: restart the file system: %v", i, err)
+	}
+}
+
+// startLaptop starts the laptop agent, joined to the peer. A start that
+// fails because the power was cut during it is not an error: it returns
+// nil and the caller sees the file system off.
+func (k *campaign) startLaptop() error {
+	err := k.laptop.Start("--join", k.peer.Listen)
+	if err != nil {
+		select {
+		case <-k.fsys.Off():
+			return nil
+		default:
+		}
+		k.startFailures++
+		return err
+	}
+	return nil
+}
+
+// verify checks the running laptop holds every dossier it acknowledged,
+// with the fields sent, then that it converges with the peer.
+func (k *campaign) verify(i int) {
+	t := k.t
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	recs, err := k.laptop.Client.ListAll(ctx)
+	if err != nil {
+		t.Fatalf("after cut %d: list: %v\n%s", i, err, k.laptop.Log())
+	}
+	have := make(map[string]string, len(recs))
+	for _, r := range recs {
+		have[r.ID] = r.Fields["personal_id"]
+	}
+	k.mu.Lock()
+	acked := make(map[string]string, len(k.acked))
+	for id, pid := range k.acked {
+		acked[id] = pid
+	}
+	k.mu.Unlock()
+	var lost []string
+	for id, pid := range acked {
+		got, ok := have[id]
+		switch {
+		case !ok:
+			lost = append(lost, id)
+		case got != pid:
+			t.Fatalf("after cut %d: dossier %s has personal_id %q, acknowledged with %q", i, id, got, pid)
+		}
+	}
+	k.checked += len(acked)
+	if len(lost) > 0 {
+		slices.Sort(lost)
+		t.Fatalf("after cut %d: %d of %d acknowledged dossiers lost, first %s\n%s", i, len(lost), len(acked), lost[0], k.laptop.Log())
+	}
+	// Convergence: both hold the same dossiers, which include everything
+	// either acknowledged.
+	err = harness.WaitFor(30*time.Second, func() (bool, error) {
+		a, err := k.laptop.Client.ListAll(ctx)
+		if err != nil {
+			return false, err
+		}
+		b, err := k.peer.Client.ListAll(ctx)
+		if err != nil {
+			return false, err
+		}
+		if len(a) != len(b) {
+			return false, fmt.Errorf("laptop %d dossiers, peer %d", len(a), len(b))
+		}
+		for j := range a {
+			if a[j].ID != b[j].ID {
+				return false, fmt.Errorf("laptop holds %s, peer %s", a[j].ID, b[j].ID)
+			}
+		}
+		ids := make(map[string]bool, len(a))
+		for _, r := range a {
+			ids[r.ID] = true
+		}
+		k.mu.Lock()
+		defer k.mu.Unlock()
+		for id := range k.peerAcked {
+			if !ids[id] {
+				return false, fmt.Errorf("peer's dossier %s missing", id)
+			}
+		}
+		return true, nil
+	})
+	if err != nil {
+		t.Fatalf("after cut %d: laptop and peer do not converge: %v\nlaptop:\n%s", i, err, k.laptop.Log())
+	}
+	for _, a := range []*harness.Agent{k.laptop, k.peer} {
+		st, err := a.Client.Status(ctx)
+		if err != nil {
+			t.Fatalf("after cut %d: status of %s: %v", i, a.Name, err)
+		}
+		if len(st.Alerts) > 0 {
+			t.Fatalf("after cut %d: %s raises alerts %+v", i, a.Name, st.Alerts)
+		}
+	}
+}
+
+// capture creates n dossiers on a, one at a time.
+func (k *campaign) capture(a *harness.Agent, acked map[string]string, n int) {
+	for range n {
+		if !k.captureOne(a, acked) {
+			k.t.Fatalf("capture on %s failed", a.Name)
+		}
+	}
+}
+
+// captureOne creates one dossier on a and records it if acknowledged.
+func (k *campaign) captureOne(a *harness.Agent, acked map[string]string) bool {
+	k.mu.Lock()
+	k.n++
+	n := k.n
+	k.mu.Unlock()
+	fields := dossier(n, "Pả Vi")
+	fields["personal_id"] = fmt.Sprintf("0010%08d", n)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	rec, err := a.Client.Create(ctx, fields)
+	if err != nil {
+		return false
+	}
+	k.mu.Lock()
+	acked[rec.ID] = fields["personal_id"]
+	k.mu.Unlock()
+	return true
+}
+
+// copyOnto copies a directory tree (regular files and directories).
+func copyOnto(from, to string) error {
+	return filepath.WalkDir(from, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(from, path)
+		if err != nil {
+			return err
+		}
+		dst := filepath.Join(to, rel)
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		switch {
+		case d.IsDir():
+			return os.MkdirAll(dst, info.Mode().Perm())
+		case info.Mode().IsRegular():
+			b, err := os.ReadFile(path)
+			if err != nil {
+				return err
+			}
+			return os.WriteFile(dst, b, info.Mode().Perm())
+		}
+		return errors.New("copy " + path + ": not a regular file")
+	})
+}
