@@ -105,56 +105,71 @@ func TestE2EPowerCuts(t *testing.T) {
 	k.verify(cuts)
 	st := fsys.Stats()
 	elapsed := time.Since(began)
-	t.Logf("power cuts: %d cuts (%d at an operation count, %d at a moment; %d during the agent's start) in %s, %.1f s a cut; seed %d, model %s",
-		cuts, k.byOps, k.byTime, k.duringStart, elapsed.Round(time.Second), elapsed.Seconds()/float64(max(cuts, 1)), seed, model)
+	t.Logf("power cuts: %d cuts (%d during the agent's start, %d at an operation count and %d at a moment during capture and sync) in %s, %.1f s a cut; seed %d, model %s",
+		cuts, k.duringStart, k.byOps, k.byTime, elapsed.Round(time.Second), elapsed.Seconds()/float64(max(cuts, 1)), seed, model)
 	t.Logf("power cuts: %d dossiers acknowledged by the laptop, %d by the peer; %d acknowledged dossiers checked over %d restarts; lost 0; stores that did not open: %d",
 		len(k.acked), len(k.peerAcked), k.checked, cuts+1, k.startFailures)
 	t.Logf("power cuts: pending at the cuts: data operations lost %d, kept %d, torn %d; namespace changes lost %d, kept %d; %d fsyncs served",
 		st.DataLost, st.DataKept, st.DataTorn, st.NamespaceLost, st.NamespaceKept, st.Fsyncs)
 }
 
-// round runs the laptop until one power cut, then checks nothing is lost.
+// round runs the laptop until one power cut, then restarts the file
+// system. The checks of what the cut kept run at the start of the next
+// round (and after the last), with the power on.
 func (k *campaign) round(i int) {
 	t := k.t
-	// While the laptop is down the peer captures: the laptop receives them
-	// at its next start.
-	k.capture(k.peer, k.peerAcked, k.rng.IntN(20))
-
+	// Every draw of the round comes first, so the generator's stream does
+	// not depend on timing: a seed always gives the same schedule.
+	peerBatch := k.rng.IntN(20)
+	// One cut in four is armed at the start: the n-th mutating file
+	// operation from the agent's launch fails and cuts the power. A start
+	// makes 30-40 of them (badger's recovery, a new memtable and value
+	// log, the first writes of the sync the peer sends at once).
+	atStart := k.rng.IntN(4) == 0
+	startOps := 1 + k.rng.Int64N(60)
+	// The others come during capture and sync: at the n-th mutating
+	// operation (a round makes 50-2,000) or after a delay.
 	byOps := k.rng.IntN(2) == 0
+	ops := 1 + k.rng.Int64N(2000)
+	delay := time.Duration(k.rng.IntN(1000)) * time.Millisecond
+
+	// While the laptop is down the peer captures: the laptop receives
+	// these at its start.
+	k.capture(k.peer, k.peerAcked, peerBatch)
+
+	if atStart {
+		k.fsys.PowerOffAfter(startOps)
+	}
+	m0, t0 := k.fsys.Stats().Mutations, time.Now()
+	startErr := k.startLaptop()
+	k.fsys.PowerOffAfter(0)
+	off := k.fsys.Off()
+	select {
+	case <-off:
+		// The cut came while the agent started (or just after, before
+		// the disarm): kill it as any other.
+		k.duringStart++
+		k.laptop.Kill()
+		t.Logf("cut %d: during the start, at mutating operation %d (drawn %d), after %s", i,
+			k.fsys.Stats().Mutations-m0, startOps, time.Since(t0).Round(time.Millisecond))
+		k.reboot(i)
+		return
+	default:
+	}
+	if startErr != nil {
+		t.Fatalf("cut %d: the laptop did not start: %v", i, startErr)
+	}
+	started := time.Since(t0)
+	k.verify(i)
+
 	if byOps {
-		// The n-th mutating file operation from here fails and cuts the
-		// power. A start makes 30-40 (badger's recovery, a new memtable
-		// and value log, the first sync), a round 50-2,000: one cut in
-		// four is drawn among the first 60, the others among 2,000.
-		limit := int64(2000)
-		if k.rng.IntN(4) == 0 {
-			limit = 60
-		}
-		k.fsys.PowerOffAfter(1 + k.rng.Int64N(limit))
+		k.fsys.PowerOffAfter(ops)
 		k.byOps++
 	} else {
 		k.byTime++
 	}
-	delay := time.Duration(k.rng.IntN(1000)) * time.Millisecond
-
-	m0 := k.fsys.Stats().Mutations
-	startErr := k.startLaptop()
-	off := k.fsys.Off()
-	if os.Getenv("POWERCUT_DEBUG") != "" {
-		t.Logf("cut %d: %d mutations during the start", i, k.fsys.Stats().Mutations-m0)
-	}
-	select {
-	case <-off:
-		k.duringStart++
-	default:
-		if startErr != nil {
-			t.Fatalf("cut %d: the laptop did not start before the cut: %v", i, startErr)
-		}
-		k.verify(i)
-	}
-
-	// Capture on the laptop (three officers) and on the peer (one) until
-	// the power goes.
+	// Capture on the laptop (three officers) and on the peer (one, which
+	// the laptop receives at once) until the power goes.
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	for w := range 4 {
@@ -180,28 +195,34 @@ func (k *campaign) round(i int) {
 			}
 		}()
 	}
+	wait := delay
 	if byOps {
-		select {
-		case <-off:
-		case <-time.After(5 * time.Second): // the count was not reached
-			k.fsys.PowerOff()
-		}
-	} else {
-		select {
-		case <-off:
-		case <-time.After(delay):
-			k.fsys.PowerOff()
-		}
+		wait = 5 * time.Second // in case the count is not reached
 	}
-	if os.Getenv("POWERCUT_DEBUG") != "" {
-		t.Logf("cut %d: %d mutations in the round", i, k.fsys.Stats().Mutations-m0)
+	m1, t1 := k.fsys.Stats().Mutations, time.Now()
+	select {
+	case <-off:
+	case <-time.After(wait):
+		k.fsys.PowerOff()
+	}
+	how := fmt.Sprintf("at mutating operation %d", k.fsys.Stats().Mutations-m1)
+	if !byOps {
+		how = fmt.Sprintf("after %s (%d mutating operations)", time.Since(t1).Round(time.Millisecond), k.fsys.Stats().Mutations-m1)
 	}
 	// The power is off: the process dies with it.
 	k.laptop.Kill()
 	close(stop)
 	wg.Wait()
+	t.Logf("cut %d: during capture and sync, %s; the start before took %s, the checks %s", i, how,
+		started.Round(time.Millisecond), t1.Sub(t0.Add(started)).Round(time.Millisecond))
+	k.reboot(i)
+}
+
+// reboot completes the cut: the file system keeps what survives and
+// mounts again.
+func (k *campaign) reboot(i int) {
 	if err := k.fsys.Restart(); err != nil {
-		t.Fatalf("cut %d: restart the file system: %v", i, err)
+		k.t.Fatalf("cut %d: restart the file system: %v", i, err)
 	}
 }
 
@@ -209,7 +230,7 @@ func (k *campaign) round(i int) {
 // fails because the power was cut during it is not an error: it returns
 // nil and the caller sees the file system off.
 func (k *campaign) startLaptop() error {
-	err := k.laptop.Start("--join", k.peer.Listen)
+	err := k.laptop.StartUntil(k.fsys.Off(), "--join", k.peer.Listen)
 	if err != nil {
 		select {
 		case <-k.fsys.Off():
@@ -226,6 +247,7 @@ func (k *campaign) startLaptop() error {
 // with the fields sent, then that it converges with the peer.
 func (k *campaign) verify(i int) {
 	t := k.t
+	defer k.checkPowerOn(i)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	recs, err := k.laptop.Client.ListAll(ctx)
@@ -300,6 +322,16 @@ func (k *campaign) verify(i int) {
 		if len(st.Alerts) > 0 {
 			t.Fatalf("after cut %d: %s raises alerts %+v", i, a.Name, st.Alerts)
 		}
+	}
+}
+
+// checkPowerOn fails the test if the file system went off during a check:
+// the checks must see what the last cut kept, not a new cut.
+func (k *campaign) checkPowerOn(i int) {
+	select {
+	case <-k.fsys.Off():
+		k.t.Fatalf("after cut %d: the power went off during the checks (a bug of the campaign)", i)
+	default:
 	}
 }
 

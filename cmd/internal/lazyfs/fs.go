@@ -193,12 +193,12 @@ func (f *FS) powerOffLocked() {
 }
 
 // PowerOffAfter arms a cut: the n-th mutating operation from now (write,
-// truncate, fsync, create, mkdir, unlink, rmdir, rename, link; n ≥ 1) is
-// not performed and powers the file system off, as PowerOff.
+// truncate, fsync, create, mkdir, unlink, rmdir, rename, link) is not
+// performed and powers the file system off, as PowerOff. n ≤ 0 disarms.
 func (f *FS) PowerOffAfter(n int64) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.armed = max(n, 1)
+	f.armed = max(n, 0)
 }
 
 // Off is closed when the file system powers off (PowerOff or an armed cut).
