@@ -137,6 +137,12 @@ func Mount(opts Options) (*FS, error) {
 // Mountpoint is where the file system is mounted.
 func (f *FS) Mountpoint() string { return f.opts.Mountpoint }
 
+// Backing is the backing directory: the disk. Between Restart's unmount and
+// mount nothing changes it, and it may be read (a copy of it opened) while
+// no process uses the mount; writing to it behind the mount's back is not
+// seen by the mount.
+func (f *FS) Backing() string { return f.opts.Backing }
+
 // Stats returns the counts so far.
 func (f *FS) Stats() Stats {
 	f.mu.Lock()
