@@ -109,6 +109,7 @@ type FS struct {
 	dirty map[*node]struct{}
 	off   bool
 	offC  chan struct{}
+	gen   uint64 // counts mounts
 	armed int64
 	stats Stats
 	// closed is set by Close, for good.
@@ -155,6 +156,7 @@ func (f *FS) mount() error {
 	f.dirty = make(map[*node]struct{})
 	f.off, f.offC, f.armed = false, make(chan struct{}), 0
 	f.nextIno = 1
+	f.gen++
 	root, err := f.load()
 	if err != nil {
 		return err
@@ -290,10 +292,13 @@ func (f *FS) unmount() error {
 	return nil
 }
 
-// enter starts an operation, with f.mu held: a file system powered off
-// answers EIO, and an armed cut fires on its mutating operation.
-func (f *FS) enter(mutating bool) syscall.Errno {
-	if f.off {
+// enter starts an operation on n, with f.mu held: a file system powered off
+// answers EIO, and an armed cut fires on its mutating operation. A node of
+// an earlier mount (one detached, not unmounted, at a Restart, still
+// serving its last requests) answers EIO too: it must never touch the
+// state of the mount that replaced it.
+func (f *FS) enter(n *node, mutating bool) syscall.Errno {
+	if f.off || n.gen != f.gen {
 		return syscall.EIO
 	}
 	if mutating {
@@ -600,7 +605,7 @@ func tear(op dataOp, rng *rand.Rand) (dataOp, bool) {
 // Loading the backing directory.
 
 func (f *FS) newNode(dir bool, mode uint32) *node {
-	n := &node{lfs: f, ino: f.nextIno, isDir: dir, mode: mode & 07777, dmode: mode & 07777, mtime: time.Now()}
+	n := &node{lfs: f, gen: f.gen, ino: f.nextIno, isDir: dir, mode: mode & 07777, dmode: mode & 07777, mtime: time.Now()}
 	f.nextIno++
 	if dir {
 		n.children = make(map[string]*node)

@@ -3,6 +3,7 @@ package lazyfs
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -423,5 +424,41 @@ func TestCloseSyncsAndRemountSeesIt(t *testing.T) {
 	}
 	if b, err := os.ReadFile(filepath.Join(back, "x/y/z")); err != nil || string(b) != "clean" {
 		t.Fatalf("backing after close: %q, %v", b, err)
+	}
+}
+
+// Namespace changes survive a cut as a prefix of the journal: never a later
+// create without the earlier ones.
+func TestNamespaceSurvivorsAreAPrefix(t *testing.T) {
+	f := MountT(t, Options{Seed: 3})
+	seen := map[int]bool{}
+	for round := range 16 {
+		dir := filepath.Join(f.Mountpoint(), fmt.Sprintf("r%d", round))
+		if err := os.Mkdir(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		fsync(t, f, ".")
+		for i := range 10 {
+			write(t, f, fmt.Sprintf("r%d/f%d", round, i), "x")
+		}
+		cut(t, f)
+		entries, err := os.ReadDir(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var names []string
+		for _, e := range entries {
+			names = append(names, e.Name())
+		}
+		for i := range len(names) {
+			want := fmt.Sprintf("f%d", i)
+			if !slices.Contains(names, want) {
+				t.Fatalf("round %d: survivors %v are not a prefix of the creates (no %s)", round, names, want)
+			}
+		}
+		seen[len(names)] = true
+	}
+	if len(seen) < 3 || !seen[0] {
+		t.Fatalf("surviving counts %v: want several, 0 among them", seen)
 	}
 }

@@ -15,6 +15,7 @@ import (
 type node struct {
 	fs.Inode
 	lfs    *FS
+	gen    uint64 // the mount it belongs to (FS.gen)
 	ino    uint64
 	isDir  bool
 	mode   uint32 // permission bits, live
@@ -105,7 +106,7 @@ func (n *node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*fs
 	f := n.lfs
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if e := f.enter(false); e != 0 {
+	if e := f.enter(n, false); e != 0 {
 		return nil, e
 	}
 	c := n.children[name]
@@ -120,7 +121,7 @@ func (n *node) Getattr(ctx context.Context, fh fs.FileHandle, out *fuse.AttrOut)
 	f := n.lfs
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if e := f.enter(false); e != 0 {
+	if e := f.enter(n, false); e != 0 {
 		return e
 	}
 	n.fill(&out.Attr)
@@ -131,7 +132,7 @@ func (n *node) Setattr(ctx context.Context, fh fs.FileHandle, in *fuse.SetAttrIn
 	f := n.lfs
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if e := f.enter(true); e != 0 {
+	if e := f.enter(n, true); e != 0 {
 		return e
 	}
 	if size, ok := in.GetSize(); ok {
@@ -163,7 +164,7 @@ func (n *node) Open(ctx context.Context, flags uint32) (fs.FileHandle, uint32, s
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	trunc := flags&syscall.O_TRUNC != 0 && flags&syscall.O_ACCMODE != syscall.O_RDONLY
-	if e := f.enter(trunc); e != 0 {
+	if e := f.enter(n, trunc); e != 0 {
 		return nil, 0, e
 	}
 	if trunc && n.data.size > 0 {
@@ -178,7 +179,7 @@ func (n *node) Read(ctx context.Context, fh fs.FileHandle, dest []byte, off int6
 	f := n.lfs
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if e := f.enter(false); e != 0 {
+	if e := f.enter(n, false); e != 0 {
 		return nil, e
 	}
 	k := n.data.readAt(dest, off)
@@ -189,7 +190,7 @@ func (n *node) Write(ctx context.Context, fh fs.FileHandle, data []byte, off int
 	f := n.lfs
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if e := f.enter(true); e != 0 {
+	if e := f.enter(n, true); e != 0 {
 		return 0, e
 	}
 	n.data.writeAt(data, off)
@@ -206,7 +207,7 @@ func (n *node) Fsync(ctx context.Context, fh fs.FileHandle, flags uint32) syscal
 	f := n.lfs
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if e := f.enter(true); e != 0 {
+	if e := f.enter(n, true); e != 0 {
 		return e
 	}
 	if err := f.fsync(n); err != nil {
@@ -219,7 +220,7 @@ func (n *node) Create(ctx context.Context, name string, flags uint32, mode uint3
 	f := n.lfs
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if e := f.enter(true); e != 0 {
+	if e := f.enter(n, true); e != 0 {
 		return nil, nil, 0, e
 	}
 	if c := n.children[name]; c != nil {
@@ -248,7 +249,7 @@ func (n *node) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.En
 	f := n.lfs
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if e := f.enter(true); e != 0 {
+	if e := f.enter(n, true); e != 0 {
 		return nil, e
 	}
 	if n.children[name] != nil {
@@ -266,7 +267,7 @@ func (n *node) Unlink(ctx context.Context, name string) syscall.Errno {
 	f := n.lfs
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if e := f.enter(true); e != 0 {
+	if e := f.enter(n, true); e != 0 {
 		return e
 	}
 	c := n.children[name]
@@ -287,7 +288,7 @@ func (n *node) Rmdir(ctx context.Context, name string) syscall.Errno {
 	f := n.lfs
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if e := f.enter(true); e != 0 {
+	if e := f.enter(n, true); e != 0 {
 		return e
 	}
 	c := n.children[name]
@@ -309,7 +310,7 @@ func (n *node) Rename(ctx context.Context, name string, newParent fs.InodeEmbedd
 	f := n.lfs
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if e := f.enter(true); e != 0 {
+	if e := f.enter(n, true); e != 0 {
 		return e
 	}
 	np, ok := newParent.(*node)
@@ -349,7 +350,7 @@ func (n *node) Link(ctx context.Context, target fs.InodeEmbedder, name string, o
 	f := n.lfs
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if e := f.enter(true); e != 0 {
+	if e := f.enter(n, true); e != 0 {
 		return nil, e
 	}
 	t, ok := target.(*node)
@@ -410,7 +411,7 @@ func (n *node) Readdir(ctx context.Context) (fs.DirStream, syscall.Errno) {
 	f := n.lfs
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if e := f.enter(false); e != 0 {
+	if e := f.enter(n, false); e != 0 {
 		return nil, e
 	}
 	names := make([]string, 0, len(n.children))
