@@ -217,6 +217,9 @@ func (k *campaign) round(i int) {
 	if byOps {
 		wait = 5 * time.Second // in case the count is not reached
 	}
+	k.mu.Lock()
+	acked0 := len(k.acked)
+	k.mu.Unlock()
 	m1, t1 := k.fsys.Stats().Mutations, time.Now()
 	select {
 	case <-off:
@@ -231,8 +234,11 @@ func (k *campaign) round(i int) {
 	k.laptop.Kill()
 	close(stop)
 	wg.Wait()
-	t.Logf("cut %d: during capture and sync, %s; the start before took %s, the checks %s", i, how,
-		started.Round(time.Millisecond), t1.Sub(t0.Add(started)).Round(time.Millisecond))
+	k.mu.Lock()
+	ackedNow := len(k.acked) - acked0
+	k.mu.Unlock()
+	t.Logf("cut %d: during capture and sync, %s, %d dossiers acknowledged; the start before took %s, the checks %s", i, how,
+		ackedNow, started.Round(time.Millisecond), t1.Sub(t0.Add(started)).Round(time.Millisecond))
 	k.reboot(i)
 }
 
