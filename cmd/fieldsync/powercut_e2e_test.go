@@ -27,9 +27,11 @@ import (
 // a lazyfs mount, which loses at a cut whatever was not fsynced. The laptop
 // captures dossiers through the API and receives a peer's while the power is
 // cut at random moments; after each cut the agent is killed (a cut kills it
-// too), the file system boots again and the agent restarts: its store must
-// open, hold every dossier whose create was answered, and converge with the
-// peer. See docs/testing.md, "Power cuts".
+// too) and the file system boots again. The store as the cut left it must
+// open and hold every dossier whose create was answered (checked on a copy
+// of the disk, before the peer could hand anything back); then the agent
+// restarts on it and converges with the peer. See docs/testing.md, "Power
+// cuts".
 //
 // CUTS=N sets the number of cuts (default powercutDefault), POWERCUT_SEED
 // the seed (default 1), POWERCUT_MODEL ordered or strict (lazyfs.Model);
