@@ -22,7 +22,12 @@ FUZZ_TARGETS := \
 	./agent/vault:FuzzOpenSealed \
 	./agent/attach:FuzzDecodeManifest
 
-.PHONY: all build test unit fuzz bench demo lint tidy cross clean deps
+# The power-cut campaign (docs/testing.md, "Power cuts"): `make powercut
+# CUTS=200`; POWERCUT_SEED and POWERCUT_MODEL (ordered, strict) replay or vary it.
+CUTS          ?= 200
+POWERCUT_SEED ?= 1
+
+.PHONY: all build test unit fuzz bench demo lint tidy cross clean deps powercut
 
 all: build
 
@@ -37,6 +42,7 @@ deps:
 # Chromium, and these variables turn "missing" into a failure.
 test: export FIELDSYNC_REQUIRE_POSTGRES = 1
 test: export FIELDSYNC_REQUIRE_BROWSER = 1
+test: export FIELDSYNC_REQUIRE_FUSE = 1
 test: export FIELDSYNC_NETNS_TEST = $(shell [ "$$(id -u)" = 0 ] && command -v ip >/dev/null && echo 1)
 test: deps build
 	$(GO) vet ./...
@@ -49,6 +55,11 @@ fuzz:
 		echo "fuzz $$pkg $$name ($(FUZZTIME))"; \
 		$(GO) test -run '^$$' -fuzz "^$$name$$" -fuzztime $(FUZZTIME) $$pkg; \
 	done
+
+# The power cuts need FUSE (root and /dev/fuse): required here, as in make test.
+powercut: export FIELDSYNC_REQUIRE_FUSE = 1
+powercut:
+	CUTS=$(CUTS) POWERCUT_SEED=$(POWERCUT_SEED) $(GO) test -count=1 -timeout 90m -v -run '^TestE2EPowerCuts$$' ./cmd/fieldsync
 
 bench: build
 	$(GO) run ./cmd/bench --bin $(BIN)

@@ -22,6 +22,7 @@ func TestHouseLayout(t *testing.T) {
 		"github.com/hashicorp/memberlist": mod + "agent/membership",
 		"github.com/jackc/pgx":            mod + "agent/export",
 		"github.com/chromedp/":            mod + "agent/web",
+		"github.com/hanwen/go-fuse":       mod + "cmd/internal/lazyfs",
 	}
 	checked := 0
 	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {

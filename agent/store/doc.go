@@ -18,7 +18,8 @@
 // transaction, so an op is on disk whole or not at all. badger runs with
 // SyncWrites: a call that returns nil has made its data durable, and a crash
 // or power cut at any instant leaves a store that opens with every op that
-// was acknowledged. The in-memory copies (heads, clock, counters) change only
+// was acknowledged (Open first removes the empty log files a cut can leave,
+// which badger alone refuses; see powercut.go). The in-memory copies (heads, clock, counters) change only
 // after a commit succeeds; after a failed commit the disk state is unknown,
 // so the store refuses further writes until it is reopened (see [ErrFailed]).
 //

@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"sort"
 	"sync"
@@ -82,6 +83,13 @@ func Open(opts Options) (*Store, error) {
 		heads:      map[string]crdt.Head{},
 		peers:      map[string]uint64{},
 		creates:    map[string][]uint64{},
+	}
+	logger := opts.Logger
+	if logger == nil {
+		logger = slog.Default()
+	}
+	if err := removeEmptyLogs(opts.Dir, logger); err != nil {
+		return nil, fmt.Errorf("open store %s: %w", opts.Dir, err)
 	}
 	db, err := badger.Open(opts.badgerOptions(&s.syncFailed))
 	if errors.Is(err, badger.ErrEncryptionKeyMismatch) {

@@ -87,7 +87,15 @@ func (c *Cluster) Provision(name, role string) (*Agent, error) {
 
 // Start starts the agent process with extra flags (e.g. --join) and waits
 // until its API answers.
-func (a *Agent) Start(extra ...string) error {
+func (a *Agent) Start(extra ...string) error { return a.StartUntil(nil, extra...) }
+
+// ErrStartStopped is StartUntil's answer when stop closed first.
+var ErrStartStopped = errors.New("start stopped")
+
+// StartUntil is Start, but gives up when stop closes first: it then kills
+// the process and returns ErrStartStopped (the power-cut campaign stops
+// waiting for an agent whose disk went away under it).
+func (a *Agent) StartUntil(stop <-chan struct{}, extra ...string) error {
 	sub := "agent"
 	if a.Role == "hub" {
 		sub = "hub"
@@ -124,6 +132,9 @@ func (a *Agent) Start(extra ...string) error {
 		select {
 		case <-a.done:
 			return fmt.Errorf("agent %s exited at start:\n%s", a.Name, a.log.String())
+		case <-stop:
+			a.Kill()
+			return fmt.Errorf("agent %s: %w", a.Name, ErrStartStopped)
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
