@@ -149,7 +149,7 @@ func (a *Agent) acceptReceipts(from string, list []wire.Receipt) {
 			continue
 		}
 		a.mu.Lock()
-		a.names[cred.DeviceID] = deviceInfo{Name: cred.Name, Role: cred.Role}
+		a.names[cred.DeviceID] = deviceInfo{Name: cred.Name, Role: cred.Role, Officer: cred.Officer}
 		a.mu.Unlock()
 		a.up.mu.Lock()
 		if r.Issued > a.up.receipts[r.Hub].Issued {
