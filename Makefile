@@ -21,7 +21,7 @@ FUZZ_TARGETS := \
 	./agent/vault:FuzzOpenSealed \
 	./agent/attach:FuzzDecodeManifest
 
-.PHONY: all build test unit fuzz bench demo lint tidy cross clean deps
+.PHONY: all build test unit fuzz bench demo lint tidy cross clean deps sim
 
 all: build
 
@@ -41,6 +41,7 @@ test: deps build
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 20m ./...
 	$(MAKE) fuzz
+	$(MAKE) sim
 
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \
@@ -75,3 +76,12 @@ cross:
 
 clean:
 	rm -rf bin dist
+
+# The deterministic simulation of a deployment (docs/testing.md). SEEDS
+# seeds from FIRST; SEED=N replays one seed (KEEP=0,3-7 a shrunk schedule).
+SEEDS ?= 300
+FIRST ?= 1
+sim:
+	@out=$$(mktemp); $(GO) test ./agent -run '^TestSim$$' -count=1 -timeout 300m -v \
+		$(if $(SEED),-seed $(SEED) $(if $(KEEP),-keep $(KEEP)),-seeds $(SEEDS) -first $(FIRST)) >$$out 2>&1; \
+		rc=$$?; grep -v -e '^=== RUN' -e '^PASS$$' $$out; rm -f $$out; exit $$rc

@@ -86,7 +86,7 @@ func simDraw(seed uint64) (simParams, []simStep) {
 		}
 		p.skews = append(p.skews, s)
 	}
-	p.steps = 40 + r.IntN(90)
+	p.steps = 60 + r.IntN(100)
 	steps := make([]simStep, 0, p.steps)
 	node := func() int { return r.IntN(nodes) }
 	laptop := func() int { return r.IntN(p.laptops) }
@@ -103,45 +103,45 @@ func simDraw(seed uint64) (simParams, []simStep) {
 	for len(steps) < p.steps {
 		s := simStep{X: r.Uint64(), Y: r.Uint64()}
 		switch w := r.IntN(100); {
-		case w < 14:
+		case w < 12:
 			s.Kind, s.A = stCapture, laptop()
 			if r.IntN(8) == 0 {
 				s.A = node() // a hub or admin captures too, rarely
 			}
-		case w < 24:
+		case w < 22:
 			s.Kind, s.A = stEdit, laptop()
 		case w < 30:
 			s.Kind, s.A, s.B = stTwin, laptop(), laptop()
-		case w < 33:
+		case w < 34:
 			s.Kind, s.A = stView, admin()
-		case w < 38:
+		case w < 43:
 			s.Kind, s.A = stResolve, admin()
 			if r.IntN(10) == 0 {
 				s.A = laptop() // a field laptop tries, and is refused
 			}
-		case w < 41:
+		case w < 48:
 			s.Kind, s.A = stMerge, admin()
-		case w < 43:
+		case w < 51:
 			s.Kind, s.A = stDistinct, admin()
-		case w < 52:
+		case w < 60:
 			s.Kind, s.A, s.B = stUp, node(), node()
-		case w < 57:
+		case w < 65:
 			s.Kind, s.A, s.B = stDown, node(), node()
-		case w < 59:
+		case w < 67:
 			s.Kind, s.A, s.B = stDrop, node(), node()
-		case w < 61:
+		case w < 69:
 			s.Kind = stPartition
-		case w < 85:
+		case w < 89:
 			s.Kind = stNet
-		case w < 88:
-			s.Kind, s.A = stCrash, node()
-		case w < 90:
-			s.Kind, s.A = stRestart, node()
 		case w < 92:
+			s.Kind, s.A = stCrash, node()
+		case w < 94:
+			s.Kind, s.A = stRestart, node()
+		case w < 96:
 			s.Kind, s.A = stSkew, node()
-		case w < 95:
+		case w < 98:
 			s.Kind = stIdle
-		case w < 97:
+		case w < 99:
 			s.Kind = stStale
 		default:
 			s.Kind, s.A = stReceipt, p.laptops+r.IntN(p.hubs)

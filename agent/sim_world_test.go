@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"io"
+	"io/fs"
 	"log/slog"
 	"math/rand/v2"
 	"os"
@@ -341,22 +342,24 @@ func (n *simNode) restart() error {
 // the manifest, so the copy is taken again until no file changed name or
 // size while it was made.
 func snapshot(src, dst string) error {
-	for try := 0; try < 20; try++ {
+	for try := 0; try < 50; try++ {
 		before, err := listing(src)
-		if err != nil {
-			return err
+		if err == nil {
+			_ = os.RemoveAll(dst)
+			err = copyFiles(src, dst)
 		}
-		_ = os.RemoveAll(dst)
-		if err := copyFiles(src, dst); err != nil {
-			return err
+		var after string
+		if err == nil {
+			after, err = listing(src)
 		}
-		after, err := listing(src)
-		if err != nil {
-			return err
-		}
-		if before == after {
+		switch {
+		case err == nil && before == after:
 			return nil
+		case err != nil && !errors.Is(err, fs.ErrNotExist):
+			return err
 		}
+		// A file came or went under the copy: badger flushes, at open,
+		// the memtables it replayed from the write-ahead log.
 		time.Sleep(10 * time.Millisecond)
 	}
 	return errors.New("the store's files kept changing while copied")
