@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"context"
 	"flag"
 	"fmt"
 	"math/rand/v2"
@@ -12,6 +13,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/fieldsync/fieldsync/crdt"
 )
 
 // The deterministic simulation's entry points. `make sim` runs TestSim over
@@ -286,6 +289,7 @@ var simRegressions = []struct {
 	bug  string
 }{
 	{17, "a receipt's hub credential was kept without its officer, so the conflict queue showed the hub's values with no officer on laptops that met the hub only through its receipts"},
+	{2, "a dossier's history listed a correction before the value it corrected when that value came from a laptop whose clock ran more than a day ahead"},
 }
 
 func TestSimRegressions(t *testing.T) {
@@ -329,6 +333,39 @@ func TestSimReceiptKeepsTheHubsOfficer(t *testing.T) {
 	w.quiesce(1000)
 	if got := laptop.a.officerOf(hub.dev.ID()); got != hub.dev.Credential.Officer {
 		t.Fatalf("laptop shows the hub's officer as %q, want %q", got, hub.dev.Credential.Officer)
+	}
+	if len(w.fails) > 0 {
+		t.Fatal(w.fails)
+	}
+}
+
+// A correction made on a laptop with a right clock of a value captured on a
+// laptop whose clock runs three days ahead carries an earlier time (the
+// hybrid clock ignores readings more than a day ahead), yet the dossier's
+// history lists the capture first (seed 2).
+func TestSimHistoryFollowsWhatEachChangeSaw(t *testing.T) {
+	w := simScript(t, 2, 0, 0)
+	ahead, right := w.nodes[0], w.nodes[1]
+	ahead.skew = 3 * 24 * 3600e3
+	w.up(ahead.i, right.i)
+	w.run(0, simStep{Kind: stCapture, A: ahead.i, X: 1, Y: 1})
+	w.quiesce(1000)
+	id := simRecordID(w.seed, ahead.i, 1)
+	w.write(right, "edit", func() error {
+		_, err := backend{right.a}.Update(context.Background(), id, map[string]string{"commune": "Sà Phìn"})
+		return err
+	})
+	w.quiesce(1000)
+	for _, n := range w.nodes {
+		h, err := n.a.store.History(id)
+		if err != nil || len(h) != 2 {
+			t.Fatalf("%s history: %d ops, %v", n.name, len(h), err)
+		}
+		if h[0].Op.Kind != crdt.KindCreate || h[1].Op.Time.Compare(h[0].Op.Time) >= 0 {
+			t.Fatalf("%s history: %s at %v, then %s at %v; want the capture first, and the correction's time earlier", n.name,
+				h[0].Op.Kind, h[0].Op.Time, h[1].Op.Kind, h[1].Op.Time)
+		}
+		w.checkCausality(n, id, h)
 	}
 	if len(w.fails) > 0 {
 		t.Fatal(w.fails)
