@@ -243,6 +243,12 @@ func (b backend) Merge(_ context.Context, req api.MergeRequest) (api.Record, err
 	for k, v := range req.Fields {
 		values[k] = v
 	}
+	// The survivor says it survives: an empty _retired_into. A decision
+	// taken elsewhere meanwhile that retires this dossier (two admins
+	// merging one pair in opposite directions) then leaves _retired_into
+	// in conflict on both dossiers, shown in the conflict queue, instead of
+	// each silently retired into the other with no survivor.
+	values[crdt.FieldRetiredInto] = ""
 	// The survivor first: if the laptop stops between the two ops, the
 	// pair still shows as duplicates and the admin merges again.
 	rec, err := b.settle(req.Survivor, crdt.KindMerge, values, nil)

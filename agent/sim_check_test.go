@@ -81,6 +81,7 @@ func (w *simWorld) check() {
 			if err != nil || uint64(len(h)) != r.Ops {
 				w.failf("%s history of %s has %d ops, the record %d (%v)", n.name, id, len(h), r.Ops, err)
 			}
+			w.checkCausality(n, id, h)
 		}
 		dups, err := backend{n.a}.Duplicates(context.Background())
 		if err != nil {
@@ -108,6 +109,8 @@ func (w *simWorld) check() {
 	//    settled conflict stays settled unless a value the admin did not see
 	//    arrived, and an admin's decision survives beside it.
 	w.checkLiveness(ops, want)
+
+	w.checkRetirements(want)
 
 	// 4. Every op an API call acknowledged is everywhere, with its bytes.
 	for _, a := range w.acked {
@@ -347,4 +350,54 @@ func simShow(r *crdt.Record) string {
 		fmt.Fprintf(&b, " %s=%v", n, r.Fields[n])
 	}
 	return b.String()
+}
+
+// checkCausality checks that a dossier's history lists every op after the
+// ops whose values it saw, and after its origin's earlier ops.
+func (w *simWorld) checkCausality(n *simNode, id string, hist []crdt.Opened) {
+	pos := map[crdt.Dot]int{}
+	for i, o := range hist {
+		pos[o.Op.Dot()] = i
+	}
+	last := map[string]uint64{}
+	for i, o := range hist {
+		op := o.Op
+		if op.Seq <= last[op.Origin] {
+			w.failf("%s's history of %s lists %.8s:%d after %.8s:%d", n.name, id, op.Origin, op.Seq, op.Origin, last[op.Origin])
+		}
+		last[op.Origin] = op.Seq
+		for _, name := range op.SortedFieldNames() {
+			for _, d := range op.Fields[name].Seen {
+				if j, ok := pos[d]; ok && j > i {
+					w.failf("%s's history of %s lists %.8s:%d (time %v) before %.8s:%d, whose value it saw (time %v)",
+						n.name, id, op.Origin, op.Seq, op.Time, d.Origin, d.Seq, hist[j].Op.Time)
+				}
+			}
+		}
+	}
+}
+
+// checkRetirements checks that every retired dossier leads, through the
+// dossiers it was merged into, to one that is not retired, unless the way
+// is in conflict: then the conflict queue shows it to an admin.
+func (w *simWorld) checkRetirements(recs map[string]*crdt.Record) {
+	for id, r := range recs {
+		seen := map[string]bool{id: true}
+		shown := r.Fields[crdt.FieldRetiredInto].Conflict()
+		for into := r.RetiredInto(); into != ""; {
+			next := recs[into]
+			if next == nil {
+				break
+			}
+			shown = shown || next.Fields[crdt.FieldRetiredInto].Conflict()
+			if seen[into] {
+				if !shown {
+					w.failf("dossier %s is retired in a cycle through %s, and no queue shows it: no dossier survives the merge", id, into)
+				}
+				break
+			}
+			seen[into] = true
+			into = next.RetiredInto()
+		}
+	}
 }

@@ -7,6 +7,8 @@ import (
 	"math/rand/v2"
 	"os"
 	"runtime"
+	"slices"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -14,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fieldsync/fieldsync/agent/api"
 	"github.com/fieldsync/fieldsync/crdt"
 )
 
@@ -289,6 +292,7 @@ var simRegressions = []struct {
 	bug  string
 }{
 	{17, "a receipt's hub credential was kept without its officer, so the conflict queue showed the hub's values with no officer on laptops that met the hub only through its receipts"},
+	{9, "two admins apart merged one pair of dossiers in opposite directions: each was retired into the other, no dossier survived, and no queue showed it"},
 	{2, "a dossier's history listed a correction before the value it corrected when that value came from a laptop whose clock ran more than a day ahead"},
 }
 
@@ -366,6 +370,63 @@ func TestSimHistoryFollowsWhatEachChangeSaw(t *testing.T) {
 				h[0].Op.Kind, h[0].Op.Time, h[1].Op.Kind, h[1].Op.Time)
 		}
 		w.checkCausality(n, id, h)
+	}
+	if len(w.fails) > 0 {
+		t.Fatal(w.fails)
+	}
+}
+
+// Two admins apart merge one pair of dossiers in opposite directions. Each
+// dossier is then retired into the other; both show _retired_into in the
+// conflict queue, and once an admin settles them one dossier survives
+// (seed 9).
+func TestSimOppositeMergesShowInTheConflictQueue(t *testing.T) {
+	ctx := context.Background()
+	w := simScript(t, 3, 2, 0) // admin-1, admin-2, laptop-3
+	a1, a2, laptop := w.nodes[0], w.nodes[1], w.nodes[2]
+	w.up(laptop.i, a1.i)
+	w.up(laptop.i, a2.i)
+	w.run(0, simStep{Kind: stCapture, A: laptop.i, X: 0, Y: 1})
+	w.run(1, simStep{Kind: stCapture, A: laptop.i, X: 0, Y: 1})
+	w.quiesce(1000)
+	x, y := simRecordID(w.seed, laptop.i, 1), simRecordID(w.seed, laptop.i, 2)
+	w.down(laptop.i, a2.i)
+	w.settle(a1, "merge", func() error {
+		_, err := backend{a1.a}.Merge(ctx, api.MergeRequest{Survivor: x, Other: y})
+		return err
+	})
+	w.settle(a2, "merge", func() error {
+		_, err := backend{a2.a}.Merge(ctx, api.MergeRequest{Survivor: y, Other: x})
+		return err
+	})
+	w.up(a1.i, a2.i)
+	w.quiesce(1000)
+	for _, n := range w.nodes {
+		var fields []string
+		for _, c := range w.queue(n) {
+			fields = append(fields, c.record+" "+c.field)
+		}
+		want := []string{x + " " + crdt.FieldRetiredInto, y + " " + crdt.FieldRetiredInto}
+		sort.Strings(fields)
+		sort.Strings(want)
+		if !slices.Equal(fields, want) {
+			t.Fatalf("%s conflict queue %v, want %v", n.name, fields, want)
+		}
+	}
+	// The admin keeps x: x survives, y is retired into it.
+	for _, c := range []struct{ id, into string }{{x, ""}, {y, x}} {
+		w.settle(a1, "resolve", func() error {
+			_, err := backend{a1.a}.Resolve(ctx, c.id, api.ResolveRequest{Field: crdt.FieldRetiredInto, Value: c.into})
+			return err
+		})
+	}
+	w.quiesce(1000)
+	for _, n := range w.nodes {
+		rx, _ := n.a.store.Record(x)
+		ry, _ := n.a.store.Record(y)
+		if rx.RetiredInto() != "" || ry.RetiredInto() != x || len(w.queue(n)) != 0 {
+			t.Fatalf("%s: x retired into %q, y into %q, queue %v", n.name, rx.RetiredInto(), ry.RetiredInto(), w.queue(n))
+		}
 	}
 	if len(w.fails) > 0 {
 		t.Fatal(w.fails)

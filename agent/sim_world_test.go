@@ -637,6 +637,15 @@ func (w *simWorld) note(e *simEnd, m *wire.Message) {
 	case m.Batch != nil:
 		w.stats.Batches++
 		w.stats.Ops += len(m.Batch.Ops)
+		// A hub sends a laptop only the hub's own ops and the laptop's
+		// own log, never the province's dossiers.
+		if e.n.role == identity.RoleHub && e.peer.role != identity.RoleHub {
+			for _, r := range m.Batch.Ranges {
+				if r.Origin != e.n.dev.ID() && r.Origin != e.peer.dev.ID() {
+					w.failf("%s sent %s ops of %.8s", e.n.name, e.peer.name, r.Origin)
+				}
+			}
+		}
 	}
 }
 
