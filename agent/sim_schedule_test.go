@@ -43,10 +43,12 @@ const (
 	stIdle                     // time passes
 	stStale                    // replaced sessions are finally reset
 	stReceipt                  // a hub's receipt loop is kicked
+	stBulk                     // a laptop captures a morning's work at once
+	stGC                       // the safety pass collects value-log garbage
 )
 
 var simKindNames = [...]string{"capture", "edit", "twin", "view", "resolve", "merge", "distinct", "up", "down",
-	"drop", "partition", "net", "crash", "restart", "skew", "idle", "stale", "receipt"}
+	"drop", "partition", "net", "crash", "restart", "skew", "idle", "stale", "receipt", "bulk", "gc"}
 
 func (k simKind) String() string { return simKindNames[k] }
 
@@ -68,6 +70,9 @@ func simDraw(seed uint64) (simParams, []simStep) {
 	p := simParams{laptops: 4 + r.IntN(5), hubs: 1 + r.IntN(2)}
 	p.admins = 1 + r.IntN(2)
 	p.sync = syncer.Config{Window: 1 + r.IntN(4), MaxOps: 1 + r.IntN(24), MaxBytes: 2<<10 + r.IntN(64<<10)}
+	if r.IntN(4) == 0 {
+		p.sync = syncer.DefaultConfig() // batches big enough to span transactions
+	}
 	nodes := p.laptops + p.hubs
 	for i := 0; i < nodes; i++ {
 		// Clock skew of minutes to days, either way; some clocks are right.
@@ -103,6 +108,8 @@ func simDraw(seed uint64) (simParams, []simStep) {
 	for len(steps) < p.steps {
 		s := simStep{X: r.Uint64(), Y: r.Uint64()}
 		switch w := r.IntN(100); {
+		case w < 1:
+			s.Kind, s.A = stBulk, laptop()
 		case w < 12:
 			s.Kind, s.A = stCapture, laptop()
 			if r.IntN(8) == 0 {
@@ -139,8 +146,10 @@ func simDraw(seed uint64) (simParams, []simStep) {
 			s.Kind, s.A = stRestart, node()
 		case w < 96:
 			s.Kind, s.A = stSkew, node()
-		case w < 98:
+		case w < 97:
 			s.Kind = stIdle
+		case w < 98:
+			s.Kind, s.A = stGC, node()
 		case w < 99:
 			s.Kind = stStale
 		default:
@@ -172,20 +181,15 @@ func (w *simWorld) run(i int, s simStep) {
 	n := w.nodes[s.A%len(w.nodes)]
 	switch s.Kind {
 	case stCapture:
-		n.n++
-		id := simRecordID(w.seed, n.i, n.n)
-		f := map[string]string{
-			schema.FieldFullName:    pick(simNames, s.X),
-			schema.FieldDateOfBirth: pick(simDOBs, s.X>>8),
-			"commune":               pick(simCommune, s.X>>16),
+		w.capture(n, s.X, s.Y)
+	case stBulk:
+		for k := 20 + int(s.X%60); k > 0; k-- {
+			w.capture(n, w.rng.Uint64(), w.rng.Uint64())
 		}
-		if s.Y%3 != 0 {
-			f[schema.FieldPersonalID] = pick(simIDs, s.Y>>4)
+	case stGC:
+		if _, err := n.a.store.CollectGarbage(0.5); err != nil {
+			w.failf("%s collects garbage: %v", n.name, err)
 		}
-		w.write(n, "capture", func() error {
-			_, err := backend{n.a}.write(ctx, id, crdt.KindCreate, f)
-			return err
-		})
 	case stEdit:
 		id, ok := w.pickRecord(n, s.X)
 		if !ok {
@@ -276,6 +280,24 @@ func (w *simWorld) run(i int, s simStep) {
 	}
 	w.service()
 	w.advance(w.now + int64(s.Y%500))
+}
+
+// capture writes a new dossier on a device, as POST /v1/records does.
+func (w *simWorld) capture(n *simNode, x, y uint64) {
+	n.n++
+	id := simRecordID(w.seed, n.i, n.n)
+	f := map[string]string{
+		schema.FieldFullName:    pick(simNames, x),
+		schema.FieldDateOfBirth: pick(simDOBs, x>>8),
+		"commune":               pick(simCommune, x>>16),
+	}
+	if y%3 != 0 {
+		f[schema.FieldPersonalID] = pick(simIDs, y>>4)
+	}
+	w.write(n, "capture", func() error {
+		_, err := backend{n.a}.write(context.Background(), id, crdt.KindCreate, f)
+		return err
+	})
 }
 
 // simRecordID is a dossier id made from the seed, shaped like the UUIDv7
