@@ -232,6 +232,10 @@ func TestSim(t *testing.T) {
 				r := simRun(seed, nil, base, nil)
 				mu.Lock()
 				ran++
+				if ran%1000 == 0 {
+					el := time.Since(start).Seconds()
+					fmt.Printf("seeds %d so far (%.1f seeds/s)\n", ran, float64(ran)/el)
+				}
 				total.Steps += r.stats.Steps
 				total.Ops += r.stats.Ops
 				total.Crashes += r.stats.Crashes
