@@ -107,6 +107,11 @@ func (b backend) Resolve(_ context.Context, id string, req api.ResolveRequest) (
 	if strings.HasPrefix(req.Field, "_") && req.Field != crdt.FieldRetiredInto {
 		return api.Record{}, fmt.Errorf("%w: field %s cannot be resolved", api.ErrConflict, req.Field)
 	}
+	if req.Field == crdt.FieldRetiredInto {
+		if err := b.noRetirementCycle(id, req.Value); err != nil {
+			return api.Record{}, err
+		}
+	}
 	var seen map[string][]crdt.Dot
 	if len(req.Seen) > 0 {
 		dots := make([]crdt.Dot, 0, len(req.Seen))
@@ -120,6 +125,34 @@ func (b backend) Resolve(_ context.Context, id string, req api.ResolveRequest) (
 		seen = map[string][]crdt.Dot{req.Field: dots}
 	}
 	return b.settle(id, crdt.KindResolve, map[string]string{req.Field: req.Value}, seen)
+}
+
+// noRetirementCycle refuses to retire dossier id into into when into is
+// (through the dossiers it was merged into) retired into id: no dossier of
+// the pair would survive, and nothing would show it (two admins merging a
+// pair in opposite directions, then each settling one of the two conflicts
+// this leaves by keeping the other's choice). A dossier whose own
+// _retired_into is still in conflict is not yet decided, and ends the way.
+func (b backend) noRetirementCycle(id, into string) error {
+	seen := map[string]bool{}
+	for cur := into; cur != "" && !seen[cur]; {
+		if cur == id {
+			return fmt.Errorf("%w: %s is merged into %s; retiring %s into it leaves no dossier that survives: keep one (an empty value) and retire the other into it",
+				api.ErrConflict, into, id, id)
+		}
+		seen[cur] = true
+		rec, err := b.a.store.Record(cur)
+		if errors.Is(err, store.ErrNotFound) {
+			return nil
+		} else if err != nil {
+			return err
+		}
+		if rec.Fields[crdt.FieldRetiredInto].Conflict() {
+			return nil
+		}
+		cur = rec.RetiredInto()
+	}
+	return nil
 }
 
 func (b backend) settle(id string, kind crdt.Kind, values map[string]string, seen map[string][]crdt.Dot) (api.Record, error) {

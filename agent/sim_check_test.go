@@ -383,6 +383,7 @@ func (w *simWorld) checkCausality(n *simNode, id string, hist []crdt.Opened) {
 func (w *simWorld) checkRetirements(recs map[string]*crdt.Record) {
 	for id, r := range recs {
 		seen := map[string]bool{id: true}
+		first := r.RetiredInto()
 		shown := r.Fields[crdt.FieldRetiredInto].Conflict()
 		for into := r.RetiredInto(); into != ""; {
 			next := recs[into]
@@ -392,7 +393,7 @@ func (w *simWorld) checkRetirements(recs map[string]*crdt.Record) {
 			shown = shown || next.Fields[crdt.FieldRetiredInto].Conflict()
 			if seen[into] {
 				if !shown {
-					w.failf("dossier %s is retired in a cycle through %s, and no queue shows it: no dossier survives the merge", id, into)
+					w.failf("dossier %s is retired into %s in a cycle, and no queue shows it: no dossier survives the merge", id, first)
 				}
 				break
 			}

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"math/rand/v2"
@@ -297,6 +298,7 @@ var simRegressions = []struct {
 }{
 	{17, "a receipt's hub credential was kept without its officer, so the conflict queue showed the hub's values with no officer on laptops that met the hub only through its receipts"},
 	{9, "two admins apart merged one pair of dossiers in opposite directions: each was retired into the other, no dossier survived, and no queue showed it"},
+	{932, "after opposite merges, two admins settled the two _retired_into conflicts one after the other, each keeping the other dossier: both retired into each other with nothing in any queue"},
 	{2, "a dossier's history listed a correction before the value it corrected when that value came from a laptop whose clock ran more than a day ahead"},
 }
 
@@ -429,6 +431,51 @@ func TestSimOppositeMergesShowInTheConflictQueue(t *testing.T) {
 		rx, _ := n.a.store.Record(x)
 		ry, _ := n.a.store.Record(y)
 		if rx.RetiredInto() != "" || ry.RetiredInto() != x || len(w.queue(n)) != 0 {
+			t.Fatalf("%s: x retired into %q, y into %q, queue %v", n.name, rx.RetiredInto(), ry.RetiredInto(), w.queue(n))
+		}
+	}
+	if len(w.fails) > 0 {
+		t.Fatal(w.fails)
+	}
+}
+
+// After opposite merges, an admin settles one dossier's _retired_into by
+// retiring it into the other; retiring the other into it as well would
+// leave no survivor and is refused, keeping it is not (seed 932).
+func TestSimResolveRefusesARetirementCycle(t *testing.T) {
+	ctx := context.Background()
+	w := simScript(t, 2, 2, 0) // admin-1, admin-2
+	a1, a2 := w.nodes[0], w.nodes[1]
+	w.run(0, simStep{Kind: stCapture, A: a1.i, X: 0, Y: 1})
+	w.run(1, simStep{Kind: stCapture, A: a1.i, X: 0, Y: 1})
+	w.up(a1.i, a2.i)
+	w.quiesce(1000)
+	w.down(a1.i, a2.i)
+	x, y := simRecordID(w.seed, a1.i, 1), simRecordID(w.seed, a1.i, 2)
+	if _, err := (backend{a1.a}).Merge(ctx, api.MergeRequest{Survivor: x, Other: y}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := (backend{a2.a}).Merge(ctx, api.MergeRequest{Survivor: y, Other: x}); err != nil {
+		t.Fatal(err)
+	}
+	w.up(a1.i, a2.i)
+	w.quiesce(1000)
+	if _, err := (backend{a2.a}).Resolve(ctx, x, api.ResolveRequest{Field: crdt.FieldRetiredInto, Value: y}); err != nil {
+		t.Fatal(err)
+	}
+	w.quiesce(1000)
+	_, err := backend{a1.a}.Resolve(ctx, y, api.ResolveRequest{Field: crdt.FieldRetiredInto, Value: x})
+	if !errors.Is(err, api.ErrConflict) {
+		t.Fatalf("retiring %s into %s, which is retired into it: %v, want a refusal", y, x, err)
+	}
+	if _, err := (backend{a1.a}).Resolve(ctx, y, api.ResolveRequest{Field: crdt.FieldRetiredInto, Value: ""}); err != nil {
+		t.Fatal(err)
+	}
+	w.quiesce(1000)
+	for _, n := range w.nodes {
+		rx, _ := n.a.store.Record(x)
+		ry, _ := n.a.store.Record(y)
+		if rx.RetiredInto() != y || ry.RetiredInto() != "" || len(w.queue(n)) != 0 {
 			t.Fatalf("%s: x retired into %q, y into %q, queue %v", n.name, rx.RetiredInto(), ry.RetiredInto(), w.queue(n))
 		}
 	}
