@@ -51,10 +51,14 @@ func (a *Agent) roleOf(id string) identity.Role {
 // indexKeys are the keys under which possible duplicates meet: the personal
 // ID number, and the name folded (NFC, case, spaces; and again without
 // diacritics, since "Mý" and "Mí" are a common mistyping) with the date of
-// birth. A retired (merged) dossier has none.
+// birth. A retired (merged) dossier has only the key of its pair,
+// "r|<smaller id>|<larger id>": two dossiers share it only when each is
+// retired into the other (two admins merging them both ways and then
+// settling that differently at the same time), and the duplicate queue
+// then shows them, to be merged again.
 func indexKeys(r *crdt.Record) []string {
-	if r.RetiredInto() != "" {
-		return nil
+	if into := r.RetiredInto(); into != "" {
+		return []string{strings.ReplaceAll("r|"+min(r.ID, into)+"|"+max(r.ID, into), "\x00", "")}
 	}
 	v := r.Values()
 	var keys []string
@@ -212,13 +216,18 @@ func (b backend) Duplicates(_ context.Context) ([]api.Duplicate, error) {
 		return r
 	}
 	err := a.store.IndexGroups(func(key string, ids []string) bool {
-		// Drop pairs an admin marked as different people.
+		// Drop pairs an admin marked as different people (a pair retired
+		// both ways needs a merge whatever it is marked).
 		live := slices.Clone(ids)
-		if allDistinct(live, get) {
+		both := strings.HasPrefix(key, "r|")
+		if !both && allDistinct(live, get) {
 			return true
 		}
 		reason := "name_dob"
-		if strings.HasPrefix(key, "p|") {
+		switch {
+		case both:
+			reason = "merged_both_ways"
+		case strings.HasPrefix(key, "p|"):
 			reason = "personal_id"
 		}
 		set := strings.Join(live, ",")
@@ -261,6 +270,7 @@ func (b backend) Merge(_ context.Context, req api.MergeRequest) (api.Record, err
 	if !a.canSettle() {
 		return api.Record{}, fmt.Errorf("%w (this device is %s)", api.ErrForbidden, a.dev.Credential.Role)
 	}
+	into := map[string]string{}
 	for _, id := range []string{req.Survivor, req.Other} {
 		rec, err := a.store.Record(id)
 		if errors.Is(err, store.ErrNotFound) {
@@ -268,8 +278,14 @@ func (b backend) Merge(_ context.Context, req api.MergeRequest) (api.Record, err
 		} else if err != nil {
 			return api.Record{}, err
 		}
-		if into := rec.RetiredInto(); into != "" {
-			return api.Record{}, fmt.Errorf("%w: %s is already merged into %s; merge with that one", api.ErrConflict, id, into)
+		into[id] = rec.RetiredInto()
+	}
+	// A pair retired into each other is merged again, which keeps the
+	// survivor; otherwise a dossier already merged is refused.
+	both := into[req.Survivor] == req.Other && into[req.Other] == req.Survivor
+	for _, id := range []string{req.Survivor, req.Other} {
+		if into[id] != "" && !both {
+			return api.Record{}, fmt.Errorf("%w: %s is already merged into %s; merge with that one", api.ErrConflict, id, into[id])
 		}
 	}
 	values := map[string]string{crdt.MergedPrefix + req.Other: "1"}

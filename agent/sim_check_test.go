@@ -47,6 +47,7 @@ func (w *simWorld) check() {
 	want := w.replay(ops)
 	wantConflicts := conflictedOf(want)
 	var refDups, refQueue string
+	var pairs map[string]bool // pairs the duplicate queue shows as merged both ways
 	for _, n := range w.nodes {
 		got := map[string]*crdt.Record{}
 		if err := n.a.store.Records("", func(r *crdt.Record) bool { got[r.ID] = r; return true }); err != nil {
@@ -94,6 +95,12 @@ func (w *simWorld) check() {
 		d, q := fmt.Sprint(dups), fmt.Sprint(queue)
 		if n == ref {
 			refDups, refQueue = d, q
+			pairs = map[string]bool{}
+			for _, g := range dups {
+				if g.Reason == "merged_both_ways" && len(g.Records) == 2 {
+					pairs[g.Records[0]+" "+g.Records[1]] = true
+				}
+			}
 		} else {
 			if d != refDups {
 				w.failf("%s duplicate queue differs from %s's:\n  %s\n  %s", n.name, ref.name, d, refDups)
@@ -110,7 +117,7 @@ func (w *simWorld) check() {
 	//    arrived, and an admin's decision survives beside it.
 	w.checkLiveness(ops, want)
 
-	w.checkRetirements(want)
+	w.checkRetirements(want, pairs)
 
 	// 4. Every op an API call acknowledged is everywhere, with its bytes.
 	for _, a := range w.acked {
@@ -379,8 +386,9 @@ func (w *simWorld) checkCausality(n *simNode, id string, hist []crdt.Opened) {
 
 // checkRetirements checks that every retired dossier leads, through the
 // dossiers it was merged into, to one that is not retired, unless the way
-// is in conflict: then the conflict queue shows it to an admin.
-func (w *simWorld) checkRetirements(recs map[string]*crdt.Record) {
+// is in conflict (the conflict queue shows it) or two dossiers are retired
+// into each other (the duplicate queue shows them).
+func (w *simWorld) checkRetirements(recs map[string]*crdt.Record, pairs map[string]bool) {
 	for id, r := range recs {
 		seen := map[string]bool{id: true}
 		first := r.RetiredInto()
@@ -392,6 +400,7 @@ func (w *simWorld) checkRetirements(recs map[string]*crdt.Record) {
 			}
 			shown = shown || next.Fields[crdt.FieldRetiredInto].Conflict()
 			if seen[into] {
+				shown = shown || pairs[min(id, first)+" "+max(id, first)] && into == id
 				if !shown {
 					w.failf("dossier %s is retired into %s in a cycle, and no queue shows it: no dossier survives the merge", id, first)
 				}

@@ -483,3 +483,58 @@ func TestSimResolveRefusesARetirementCycle(t *testing.T) {
 		t.Fatal(w.fails)
 	}
 }
+
+// After opposite merges, two admins apart settle the two _retired_into
+// conflicts at the same time, each retiring one dossier into the other.
+// The duplicate queue shows the pair as merged both ways, and merging it
+// again keeps one.
+func TestSimPairRetiredBothWaysShowsInTheDuplicateQueue(t *testing.T) {
+	ctx := context.Background()
+	w := simScript(t, 2, 2, 0) // admin-1, admin-2
+	a1, a2 := w.nodes[0], w.nodes[1]
+	w.run(0, simStep{Kind: stCapture, A: a1.i, X: 0, Y: 1})
+	w.run(1, simStep{Kind: stCapture, A: a1.i, X: 0, Y: 1})
+	w.up(a1.i, a2.i)
+	w.quiesce(1000)
+	x, y := simRecordID(w.seed, a1.i, 1), simRecordID(w.seed, a1.i, 2)
+	x, y = min(x, y), max(x, y)
+	w.down(a1.i, a2.i)
+	if _, err := (backend{a1.a}).Merge(ctx, api.MergeRequest{Survivor: x, Other: y}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := (backend{a2.a}).Merge(ctx, api.MergeRequest{Survivor: y, Other: x}); err != nil {
+		t.Fatal(err)
+	}
+	w.up(a1.i, a2.i)
+	w.quiesce(1000)
+	w.down(a1.i, a2.i)
+	if _, err := (backend{a1.a}).Resolve(ctx, x, api.ResolveRequest{Field: crdt.FieldRetiredInto, Value: y}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := (backend{a2.a}).Resolve(ctx, y, api.ResolveRequest{Field: crdt.FieldRetiredInto, Value: x}); err != nil {
+		t.Fatal(err)
+	}
+	w.up(a1.i, a2.i)
+	w.quiesce(1000)
+	for _, n := range w.nodes {
+		dups, err := backend{n.a}.Duplicates(ctx)
+		if err != nil || len(dups) != 1 || dups[0].Reason != "merged_both_ways" || !slices.Equal(dups[0].Records, []string{x, y}) {
+			t.Fatalf("%s duplicates %+v (%v), want %s and %s merged both ways", n.name, dups, err, x, y)
+		}
+	}
+	if _, err := (backend{a2.a}).Merge(ctx, api.MergeRequest{Survivor: y, Other: x}); err != nil {
+		t.Fatal(err)
+	}
+	w.quiesce(1000)
+	for _, n := range w.nodes {
+		rx, _ := n.a.store.Record(x)
+		ry, _ := n.a.store.Record(y)
+		dups, _ := backend{n.a}.Duplicates(ctx)
+		if rx.RetiredInto() != y || ry.RetiredInto() != "" || len(w.queue(n)) != 0 || len(dups) != 0 {
+			t.Fatalf("%s: x retired into %q, y into %q, conflicts %v, duplicates %v", n.name, rx.RetiredInto(), ry.RetiredInto(), w.queue(n), dups)
+		}
+	}
+	if len(w.fails) > 0 {
+		t.Fatal(w.fails)
+	}
+}
