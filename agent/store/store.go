@@ -5,8 +5,12 @@ import (
 	"crypto/ed25519"
 	"errors"
 	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -83,6 +87,9 @@ func Open(opts Options) (*Store, error) {
 		peers:      map[string]uint64{},
 		creates:    map[string][]uint64{},
 	}
+	if err := removeEmptyLogs(opts.Dir); err != nil {
+		return nil, fmt.Errorf("open store %s: %w", opts.Dir, err)
+	}
 	db, err := badger.Open(opts.badgerOptions(&s.syncFailed))
 	if errors.Is(err, badger.ErrEncryptionKeyMismatch) {
 		return nil, fmt.Errorf("open store %s: %w", opts.Dir, ErrKeyMismatch)
@@ -115,6 +122,43 @@ func Open(opts Options) (*Store, error) {
 	// back before the agent starts work.
 	pageOutMapped(s.dir, true)
 	return s, nil
+}
+
+// removeEmptyLogs deletes the empty write-ahead (*.mem) and value (*.vlog)
+// log files in dir. badger creates such a file empty and then extends it,
+// and deletes a flushed write-ahead log by truncating it to nothing and then
+// removing it; a process killed in between leaves an empty file, which
+// badger then refuses to open ("Create a new file"). An empty file holds
+// nothing, not even badger's header, so removing it loses nothing. Found by
+// the deterministic simulation (docs/testing.md): a kill -9 snapshot taken
+// while badger deleted the log it had just flushed.
+func removeEmptyLogs(dir string) error {
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		name := e.Name()
+		if !e.Type().IsRegular() || (!strings.HasSuffix(name, ".mem") && !strings.HasSuffix(name, ".vlog")) {
+			continue
+		}
+		fi, err := e.Info()
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if fi.Size() == 0 {
+			if err := os.Remove(filepath.Join(dir, name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return fmt.Errorf("remove empty log %s: %w", name, err)
+			}
+		}
+	}
+	return nil
 }
 
 // load reads the state kept in memory. It also checks each head against the
