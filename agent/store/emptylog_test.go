@@ -43,3 +43,20 @@ func TestOpenAfterAKillLeftAnEmptyLogFile(t *testing.T) {
 		})
 	}
 }
+
+// A store open in another process may be creating a log file this instant:
+// nothing is removed while its directory is locked.
+func TestEmptyLogsStayWhileTheStoreIsOpen(t *testing.T) {
+	_, dir := openTest(t, nil)
+	empty := filepath.Join(dir, "00009.mem")
+	if err := os.WriteFile(empty, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := removeEmptyLogs(dir); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(empty); err != nil {
+		t.Fatalf("an empty log of an open store was removed: %v", err)
+	}
+	_ = os.Remove(empty)
+}

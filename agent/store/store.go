@@ -140,6 +140,13 @@ func removeEmptyLogs(dir string) error {
 	if err != nil {
 		return err
 	}
+	// Only while no other process has the store open: its badger may be
+	// creating a log file this instant.
+	unlock, ok := lockDir(dir)
+	defer unlock()
+	if !ok {
+		return nil // badger's own open reports the lock
+	}
 	for _, e := range entries {
 		name := e.Name()
 		if !e.Type().IsRegular() || (!strings.HasSuffix(name, ".mem") && !strings.HasSuffix(name, ".vlog")) {
