@@ -27,7 +27,7 @@ FUZZ_TARGETS := \
 CUTS          ?= 200
 POWERCUT_SEED ?= 1
 
-.PHONY: all build test unit fuzz bench demo lint tidy cross clean deps powercut
+.PHONY: all build test unit fuzz bench demo lint tidy cross clean deps powercut sim
 
 all: build
 
@@ -48,6 +48,7 @@ test: deps build
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 20m ./...
 	$(MAKE) fuzz
+	$(MAKE) sim
 
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \
@@ -87,3 +88,12 @@ cross:
 
 clean:
 	rm -rf bin dist
+
+# The deterministic simulation of a deployment (docs/testing.md). SEEDS
+# seeds from FIRST (1000: about 2.5 minutes on two idle cores, what make
+# test spends on it); SEED=N replays one seed (KEEP=0,3-7 a shrunk schedule).
+SEEDS ?= 1000
+FIRST ?= 1
+sim:
+	$(GO) test ./agent -run '^TestSim$$' -count=1 -timeout 600m -v \
+		$(if $(SEED),-seed $(SEED) $(if $(KEEP),-keep $(KEEP)),-seeds $(SEEDS) -first $(FIRST))

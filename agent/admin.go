@@ -51,10 +51,14 @@ func (a *Agent) roleOf(id string) identity.Role {
 // indexKeys are the keys under which possible duplicates meet: the personal
 // ID number, and the name folded (NFC, case, spaces; and again without
 // diacritics, since "Mý" and "Mí" are a common mistyping) with the date of
-// birth. A retired (merged) dossier has none.
+// birth. A retired (merged) dossier has only the key of its pair,
+// "r|<smaller id>|<larger id>": two dossiers share it only when each is
+// retired into the other (two admins merging them both ways and then
+// settling that differently at the same time), and the duplicate queue
+// then shows them, to be merged again.
 func indexKeys(r *crdt.Record) []string {
-	if r.RetiredInto() != "" {
-		return nil
+	if into := r.RetiredInto(); into != "" {
+		return []string{strings.ReplaceAll("r|"+min(r.ID, into)+"|"+max(r.ID, into), "\x00", "")}
 	}
 	v := r.Values()
 	var keys []string
@@ -107,6 +111,11 @@ func (b backend) Resolve(_ context.Context, id string, req api.ResolveRequest) (
 	if strings.HasPrefix(req.Field, "_") && req.Field != crdt.FieldRetiredInto {
 		return api.Record{}, fmt.Errorf("%w: field %s cannot be resolved", api.ErrConflict, req.Field)
 	}
+	if req.Field == crdt.FieldRetiredInto {
+		if err := b.noRetirementCycle(id, req.Value); err != nil {
+			return api.Record{}, err
+		}
+	}
 	var seen map[string][]crdt.Dot
 	if len(req.Seen) > 0 {
 		dots := make([]crdt.Dot, 0, len(req.Seen))
@@ -120,6 +129,34 @@ func (b backend) Resolve(_ context.Context, id string, req api.ResolveRequest) (
 		seen = map[string][]crdt.Dot{req.Field: dots}
 	}
 	return b.settle(id, crdt.KindResolve, map[string]string{req.Field: req.Value}, seen)
+}
+
+// noRetirementCycle refuses to retire dossier id into into when into is
+// (through the dossiers it was merged into) retired into id: no dossier of
+// the pair would survive, and nothing would show it (two admins merging a
+// pair in opposite directions, then each settling one of the two conflicts
+// this leaves by keeping the other's choice). A dossier whose own
+// _retired_into is still in conflict is not yet decided, and ends the way.
+func (b backend) noRetirementCycle(id, into string) error {
+	seen := map[string]bool{}
+	for cur := into; cur != "" && !seen[cur]; {
+		if cur == id {
+			return fmt.Errorf("%w: %s is merged into %s; retiring %s into it leaves no dossier that survives: keep one (an empty value) and retire the other into it",
+				api.ErrConflict, into, id, id)
+		}
+		seen[cur] = true
+		rec, err := b.a.store.Record(cur)
+		if errors.Is(err, store.ErrNotFound) {
+			return nil
+		} else if err != nil {
+			return err
+		}
+		if rec.Fields[crdt.FieldRetiredInto].Conflict() {
+			return nil
+		}
+		cur = rec.RetiredInto()
+	}
+	return nil
 }
 
 func (b backend) settle(id string, kind crdt.Kind, values map[string]string, seen map[string][]crdt.Dot) (api.Record, error) {
@@ -179,13 +216,18 @@ func (b backend) Duplicates(_ context.Context) ([]api.Duplicate, error) {
 		return r
 	}
 	err := a.store.IndexGroups(func(key string, ids []string) bool {
-		// Drop pairs an admin marked as different people.
+		// Drop pairs an admin marked as different people (a pair retired
+		// both ways needs a merge whatever it is marked).
 		live := slices.Clone(ids)
-		if allDistinct(live, get) {
+		both := strings.HasPrefix(key, "r|")
+		if !both && allDistinct(live, get) {
 			return true
 		}
 		reason := "name_dob"
-		if strings.HasPrefix(key, "p|") {
+		switch {
+		case both:
+			reason = "merged_both_ways"
+		case strings.HasPrefix(key, "p|"):
 			reason = "personal_id"
 		}
 		set := strings.Join(live, ",")
@@ -228,6 +270,7 @@ func (b backend) Merge(_ context.Context, req api.MergeRequest) (api.Record, err
 	if !a.canSettle() {
 		return api.Record{}, fmt.Errorf("%w (this device is %s)", api.ErrForbidden, a.dev.Credential.Role)
 	}
+	into := map[string]string{}
 	for _, id := range []string{req.Survivor, req.Other} {
 		rec, err := a.store.Record(id)
 		if errors.Is(err, store.ErrNotFound) {
@@ -235,14 +278,26 @@ func (b backend) Merge(_ context.Context, req api.MergeRequest) (api.Record, err
 		} else if err != nil {
 			return api.Record{}, err
 		}
-		if into := rec.RetiredInto(); into != "" {
-			return api.Record{}, fmt.Errorf("%w: %s is already merged into %s; merge with that one", api.ErrConflict, id, into)
+		into[id] = rec.RetiredInto()
+	}
+	// A pair retired into each other is merged again, which keeps the
+	// survivor; otherwise a dossier already merged is refused.
+	both := into[req.Survivor] == req.Other && into[req.Other] == req.Survivor
+	for _, id := range []string{req.Survivor, req.Other} {
+		if into[id] != "" && !both {
+			return api.Record{}, fmt.Errorf("%w: %s is already merged into %s; merge with that one", api.ErrConflict, id, into[id])
 		}
 	}
 	values := map[string]string{crdt.MergedPrefix + req.Other: "1"}
 	for k, v := range req.Fields {
 		values[k] = v
 	}
+	// The survivor says it survives: an empty _retired_into. A decision
+	// taken elsewhere meanwhile that retires this dossier (two admins
+	// merging one pair in opposite directions) then leaves _retired_into
+	// in conflict on both dossiers, shown in the conflict queue, instead of
+	// each silently retired into the other with no survivor.
+	values[crdt.FieldRetiredInto] = ""
 	// The survivor first: if the laptop stops between the two ops, the
 	// pair still shows as duplicates and the admin merges again.
 	rec, err := b.settle(req.Survivor, crdt.KindMerge, values, nil)

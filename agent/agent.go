@@ -115,73 +115,24 @@ func New(cfg Config) (_ *Agent, err error) {
 	if err := verifier.VerifyPeer(dev.Credential, dev.Public(), cfg.Now()); err != nil {
 		return nil, fmt.Errorf("this device's credential: %w (provision it again with `fieldsync device init`)", err)
 	}
-	a := &Agent{
-		xfer:        xfer.New(),
-		chunkIn:     make(chan arrivedChunk, sinkQueue),
-		cfg:         cfg,
-		log:         cfg.Logger.With("device", dev.Name()),
-		dev:         dev,
-		verifier:    verifier,
-		events:      make(chan membership.Event, 256),
-		sessions:    map[string]*session{},
-		extra:       map[string]*session{},
-		dialing:     map[string]bool{},
-		joinPeers:   map[string]string{},
-		names:       map[string]deviceInfo{},
-		stop:        make(chan struct{}),
-		receiptWake: make(chan struct{}, 1),
-		isHub:       dev.Credential.Role == identity.RoleHub,
-	}
+	a := newAgent(cfg, dev, verifier)
 	defer func() {
 		if err != nil {
 			a.Close()
 		}
 	}()
-	so := store.DefaultOptions(filepath.Join(cfg.DataDir, "store"))
-	so.Logger = cfg.Logger
-	so.Self = dev.ID()
-	// A hub is the end of every relay path: it checks each op's own
-	// signature, not only the last of each run.
-	so.VerifyEverySignature = a.isHub
-	so.MaySettle = a.mayOriginSettle
-	so.IndexKeys = indexKeys
-	so.Quarantine = a.isRevoked
-	so.AttachmentFile = a.attachmentHook
-	so.EncryptionKey = cfg.Vault.StoreKey()
+	key := cfg.Vault.StoreKey()
 	if storeInClear {
-		so.EncryptionKey = nil
+		key = nil
 		cfg.Logger.Warn("MEASURING BUILD: this store is kept in clear, to measure what encryption costs; never use this build in the field")
 	}
-	st, err := store.Open(so)
-	if err != nil {
+	if err := a.openStore(a.storeOptions(filepath.Join(cfg.DataDir, "store"), key)); err != nil {
 		return nil, err
 	}
-	a.store = st
+	st := a.store
 	raw, err := dev.Credential.Marshal()
 	if err != nil {
 		return nil, fmt.Errorf("encode own credential: %w", err)
-	}
-	if err := st.PutCredential(dev.ID(), dev.Public(), raw); err != nil {
-		return nil, fmt.Errorf("store own credential: %w", err)
-	}
-	a.names[dev.ID()] = deviceInfo{Name: dev.Name(), Role: dev.Credential.Role, Officer: dev.Credential.Officer}
-	if err := a.loadRevocation(); err != nil {
-		return nil, err
-	}
-	if err := a.loadForks(); err != nil {
-		return nil, err
-	}
-	a.own.init()
-	if err := a.loadTransfers(); err != nil {
-		return nil, err
-	}
-	if err := a.loadReceipts(); err != nil {
-		return nil, err
-	}
-	if a.isHub {
-		if err := a.loadHubFiles(); err != nil {
-			return nil, err
-		}
 	}
 	if cfg.Postgres != "" {
 		if !a.isHub {
@@ -258,6 +209,85 @@ func New(cfg Config) (_ *Agent, err error) {
 		"deployment", verifier.Deployment(), "listen", a.host.ListenAddrs(), "api", a.apiLn.Addr().String(),
 		"ops", vv.Total(), "origins", len(vv))
 	return a, nil
+}
+
+// newAgent builds an agent's in-memory state, with nothing opened yet.
+func newAgent(cfg Config, dev *identity.Device, verifier identity.Verifier) *Agent {
+	return &Agent{
+		xfer:        xfer.New(),
+		chunkIn:     make(chan arrivedChunk, sinkQueue),
+		cfg:         cfg,
+		log:         cfg.Logger.With("device", dev.Name()),
+		dev:         dev,
+		verifier:    verifier,
+		events:      make(chan membership.Event, 256),
+		sessions:    map[string]*session{},
+		extra:       map[string]*session{},
+		dialing:     map[string]bool{},
+		joinPeers:   map[string]string{},
+		names:       map[string]deviceInfo{},
+		stop:        make(chan struct{}),
+		receiptWake: make(chan struct{}, 1),
+		isHub:       dev.Credential.Role == identity.RoleHub,
+	}
+}
+
+// storeOptions are the options of the device's store in dir (encrypted
+// under key; nil only in a measuring build): the agent's rules for what the
+// store checks on ingest and indexes.
+func (a *Agent) storeOptions(dir string, key []byte) store.Options {
+	so := store.DefaultOptions(dir)
+	so.Logger = a.cfg.Logger
+	so.Self = a.dev.ID()
+	// A hub is the end of every relay path: it checks each op's own
+	// signature, not only the last of each run.
+	so.VerifyEverySignature = a.isHub
+	so.MaySettle = a.mayOriginSettle
+	so.IndexKeys = indexKeys
+	so.Quarantine = a.isRevoked
+	so.AttachmentFile = a.attachmentHook
+	so.EncryptionKey = key
+	return so
+}
+
+// openStore opens the device's store, then loads what the agent keeps in
+// memory of it: its own credential, the revocation list, forks, transfers,
+// receipts and, on a hub, the attachments it completed. The deterministic
+// simulation (sim_test.go) opens and reopens its agents the same way.
+func (a *Agent) openStore(so store.Options) error {
+	st, err := store.Open(so)
+	if err != nil {
+		return err
+	}
+	a.store = st
+	dev := a.dev
+	raw, err := dev.Credential.Marshal()
+	if err != nil {
+		return fmt.Errorf("encode own credential: %w", err)
+	}
+	if err := st.PutCredential(dev.ID(), dev.Public(), raw); err != nil {
+		return fmt.Errorf("store own credential: %w", err)
+	}
+	a.names[dev.ID()] = deviceInfo{Name: dev.Name(), Role: dev.Credential.Role, Officer: dev.Credential.Officer}
+	if err := a.loadRevocation(); err != nil {
+		return err
+	}
+	if err := a.loadForks(); err != nil {
+		return err
+	}
+	a.own.init()
+	if err := a.loadTransfers(); err != nil {
+		return err
+	}
+	if err := a.loadReceipts(); err != nil {
+		return err
+	}
+	if a.isHub {
+		if err := a.loadHubFiles(); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Run serves until ctx is done, then closes the agent.

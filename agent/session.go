@@ -196,12 +196,10 @@ const (
 	acceptedSecond                    // the peer opened it beside a running one (clone.go)
 )
 
-// runSession runs a session until it ends. When both sides opened one at
-// once (a copy of a cloned identity opens whatever the peer-id order), the
-// first to start serves the pair if it is the peer's; a session the peer
-// opened replaces whatever runs, as acceptSession says.
-func (a *Agent) runSession(p transport.Peer, st transport.Stream, kind sessionKind) {
-	second := kind == acceptedSecond
+// newSession builds the state of one session with an admitted peer over
+// st; nothing is sent yet. The deterministic simulation (sim_test.go)
+// builds its sessions with it too.
+func (a *Agent) newSession(p transport.Peer, st transport.Stream, second bool) *session {
 	s := &session{
 		a:      a,
 		peer:   p,
@@ -221,6 +219,28 @@ func (a *Agent) runSession(p transport.Peer, st transport.Stream, kind sessionKi
 	}
 	s.lastBatch.Store(s.start.UnixNano())
 	a.mu.Lock()
+	peerRole := a.names[p.DeviceID].Role
+	a.mu.Unlock()
+	if a.isHub && peerRole != identity.RoleHub {
+		// A hub takes everything a laptop carries but sends down only its
+		// own ops (decisions taken at the hub), never the province's
+		// dossiers: borrowed links are scarce and laptops get lost. It
+		// does send the laptop its own log, which a laptop restored from
+		// a backup lacks.
+		self, laptop := a.dev.ID(), p.DeviceID
+		s.sm.Offer(func(origin string) bool { return origin == self || origin == laptop })
+	}
+	return s
+}
+
+// runSession runs a session until it ends. When both sides opened one at
+// once (a copy of a cloned identity opens whatever the peer-id order), the
+// first to start serves the pair if it is the peer's; a session the peer
+// opened replaces whatever runs, as acceptSession says.
+func (a *Agent) runSession(p transport.Peer, st transport.Stream, kind sessionKind) {
+	second := kind == acceptedSecond
+	s := a.newSession(p, st, second)
+	a.mu.Lock()
 	select {
 	case <-a.stop:
 		a.mu.Unlock()
@@ -238,17 +258,7 @@ func (a *Agent) runSession(p transport.Peer, st transport.Stream, kind sessionKi
 		cur.stream.Reset()
 	}
 	slot[p.PeerID] = s
-	peerRole := a.names[p.DeviceID].Role
 	a.mu.Unlock()
-	if a.isHub && peerRole != identity.RoleHub {
-		// A hub takes everything a laptop carries but sends down only its
-		// own ops (decisions taken at the hub), never the province's
-		// dossiers: borrowed links are scarce and laptops get lost. It
-		// does send the laptop its own log, which a laptop restored from
-		// a backup lacks.
-		self, laptop := a.dev.ID(), p.DeviceID
-		s.sm.Offer(func(origin string) bool { return origin == self || origin == laptop })
-	}
 	defer func() {
 		a.mu.Lock()
 		if slot[p.PeerID] == s {
@@ -310,8 +320,7 @@ func (s *session) run() error {
 	if err := s.revokePeerSession(readErr); err != nil {
 		return err
 	}
-	vv, tips := a.tips()
-	if err := s.send(&wire.Message{Hello: &wire.Hello{VV: vv, Tips: tips, Revocation: a.revocationNumber(), Chunks: true}}); err != nil {
+	if err := s.hello(); err != nil {
 		return err
 	}
 	go func() { readErr <- s.readLoop() }()
@@ -323,26 +332,7 @@ func (s *session) run() error {
 		if err := s.revokePeerSession(readErr); err != nil {
 			return err
 		}
-		if err := s.pushRevocation(); err != nil {
-			return err
-		}
-		if err := s.flushAcks(); err != nil {
-			return err
-		}
-		// Before batches: a new hello and probes change what the peer is
-		// sent.
-		if err := s.pushForks(); err != nil {
-			return err
-		}
-		if err := s.pushReady(); err != nil {
-			return err
-		}
-		if err := s.pushReceipts(); err != nil {
-			return err
-		}
-		// After ops: chunks, answered only once the peer has been sent
-		// every op.
-		if err := s.pushChunks(); err != nil {
+		if err := s.push(); err != nil {
 			return err
 		}
 		select {
@@ -358,6 +348,38 @@ func (s *session) run() error {
 		case <-s.wakeCh:
 		}
 	}
+}
+
+// hello sends the session's first message: this replica's version vector
+// and tips.
+func (s *session) hello() error {
+	vv, tips := s.a.tips()
+	return s.send(&wire.Message{Hello: &wire.Hello{VV: vv, Tips: tips, Revocation: s.a.revocationNumber(), Chunks: true}})
+}
+
+// push sends whatever is due, in order: the revocation list, acks, forks,
+// batches, receipts, chunks. The writer loop runs it each time it wakes.
+func (s *session) push() error {
+	if err := s.pushRevocation(); err != nil {
+		return err
+	}
+	if err := s.flushAcks(); err != nil {
+		return err
+	}
+	// Before batches: a new hello and probes change what the peer is
+	// sent.
+	if err := s.pushForks(); err != nil {
+		return err
+	}
+	if err := s.pushReady(); err != nil {
+		return err
+	}
+	if err := s.pushReceipts(); err != nil {
+		return err
+	}
+	// After ops: chunks, answered only once the peer has been sent
+	// every op.
+	return s.pushChunks()
 }
 
 // pushReady sends batches while the plan has something and the window has
@@ -425,59 +447,67 @@ func (s *session) pushReady() error {
 
 // readLoop handles the peer's messages until the stream ends.
 func (s *session) readLoop() error {
-	a := s.a
 	for {
 		m, err := s.in.Read()
 		if err != nil {
 			return err
 		}
-		switch {
-		case m.Hello != nil:
-			s.notePeerRevocation(m.Hello.Revocation)
-			s.peerChunks.Store(m.Hello.Chunks)
-			s.mu.Lock()
-			s.sm.OnHello(m.Hello.VV)
-			s.mu.Unlock()
-			// The latest hello replaces the claim: a peer that gave up a
-			// branch of this device's log says so with a lower one.
-			s.peerOwn.Store(m.Hello.VV[a.dev.ID()])
-			s.checkTips(m.Hello)
-			a.checkOwnLog()
-			s.notePeerHolds()
-			a.noteHubContact(s.peer.DeviceID)
-			s.wake()
-		case m.Receipts != nil:
-			a.acceptReceipts(s.peer.Name, m.Receipts.List)
-		case m.Revocation != nil:
-			s.takeRevocation(m.Revocation.Raw)
-		case m.Fork != nil:
-			s.takeFork(m.Fork)
-		case m.Want != nil:
-			s.takeWant(m.Want)
-		case m.Chunk != nil:
-			if err := s.takeChunk(m.Chunk); err != nil {
-				return err
-			}
-		case m.Batch != nil:
-			s.lastBatch.Store(time.Now().UnixNano())
-			if err := s.ingest(m.Batch); err != nil {
-				return err
-			}
-		case m.Ack != nil:
-			s.mu.Lock()
-			refused := s.sm.OnAck(m.Ack.N, m.Ack.VV)
-			s.mu.Unlock()
-			for _, o := range refused {
-				a.log.Warn("peer refused ops; not offering that origin again this session", "peer", s.peer.Name, "origin", o)
-			}
-			s.notePeerHolds()
-			a.noteHubContact(s.peer.DeviceID)
-			s.wake()
-		case m.Error != nil:
-			a.log.Warn("peer ended the sync session", "peer", s.peer.Name, "reason", m.Error.Reason)
-			return io.EOF
+		if err := s.handle(m); err != nil {
+			return err
 		}
 	}
+}
+
+// handle takes one message from the peer; an error ends the session.
+func (s *session) handle(m *wire.Message) error {
+	a := s.a
+	switch {
+	case m.Hello != nil:
+		s.notePeerRevocation(m.Hello.Revocation)
+		s.peerChunks.Store(m.Hello.Chunks)
+		s.mu.Lock()
+		s.sm.OnHello(m.Hello.VV)
+		s.mu.Unlock()
+		// The latest hello replaces the claim: a peer that gave up a
+		// branch of this device's log says so with a lower one.
+		s.peerOwn.Store(m.Hello.VV[a.dev.ID()])
+		s.checkTips(m.Hello)
+		a.checkOwnLog()
+		s.notePeerHolds()
+		a.noteHubContact(s.peer.DeviceID)
+		s.wake()
+	case m.Receipts != nil:
+		a.acceptReceipts(s.peer.Name, m.Receipts.List)
+	case m.Revocation != nil:
+		s.takeRevocation(m.Revocation.Raw)
+	case m.Fork != nil:
+		s.takeFork(m.Fork)
+	case m.Want != nil:
+		s.takeWant(m.Want)
+	case m.Chunk != nil:
+		if err := s.takeChunk(m.Chunk); err != nil {
+			return err
+		}
+	case m.Batch != nil:
+		s.lastBatch.Store(time.Now().UnixNano())
+		if err := s.ingest(m.Batch); err != nil {
+			return err
+		}
+	case m.Ack != nil:
+		s.mu.Lock()
+		refused := s.sm.OnAck(m.Ack.N, m.Ack.VV)
+		s.mu.Unlock()
+		for _, o := range refused {
+			a.log.Warn("peer refused ops; not offering that origin again this session", "peer", s.peer.Name, "origin", o)
+		}
+		s.notePeerHolds()
+		a.noteHubContact(s.peer.DeviceID)
+		s.wake()
+	case m.Error != nil:
+		a.log.Warn("peer ended the sync session", "peer", s.peer.Name, "reason", m.Error.Reason)
+		return io.EOF
+	}
+	return nil
 }
 
 // ingest verifies and commits a batch, then acknowledges it: the ack goes

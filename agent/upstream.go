@@ -149,7 +149,7 @@ func (a *Agent) acceptReceipts(from string, list []wire.Receipt) {
 			continue
 		}
 		a.mu.Lock()
-		a.names[cred.DeviceID] = deviceInfo{Name: cred.Name, Role: cred.Role}
+		a.names[cred.DeviceID] = deviceInfo{Name: cred.Name, Role: cred.Role, Officer: cred.Officer}
 		a.mu.Unlock()
 		a.up.mu.Lock()
 		if r.Issued > a.up.receipts[r.Hub].Issued {
@@ -223,23 +223,7 @@ func (a *Agent) receiptLoop() {
 			return
 		case <-a.receiptWake:
 		}
-		stored := a.store.VersionVector()
-		if a.exporter != nil {
-			var err error
-			if stored, err = a.exportPending(); err != nil {
-				a.log.Error("export to PostgreSQL failed; receipts wait until it succeeds", "err", err)
-				select {
-				case <-a.stop:
-					return
-				case <-time.After(2 * time.Second):
-				}
-				a.kickReceipts()
-				continue
-			}
-		}
-		attached, err := a.completeAttachments(stored)
-		if err != nil {
-			a.log.Error("attachments not completed; receipts wait until they are", "err", err)
+		if !a.receiptPass() {
 			select {
 			case <-a.stop:
 				return
@@ -248,15 +232,37 @@ func (a *Agent) receiptLoop() {
 			a.kickReceipts()
 			continue
 		}
-		if err := a.issueReceipt(stored, attached); err != nil {
-			a.log.Error("issue receipt", "err", err)
-		}
 		select {
 		case <-a.stop:
 			return
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
+}
+
+// receiptPass is one pass of the receipt loop: export what is pending (with
+// --postgres), complete attachments, and issue a receipt for what is
+// durable. It returns false when the pass must be tried again later (the
+// export or an attachment failed). The deterministic simulation
+// (sim_test.go) runs its hubs' passes with it.
+func (a *Agent) receiptPass() bool {
+	stored := a.store.VersionVector()
+	if a.exporter != nil {
+		var err error
+		if stored, err = a.exportPending(); err != nil {
+			a.log.Error("export to PostgreSQL failed; receipts wait until it succeeds", "err", err)
+			return false
+		}
+	}
+	attached, err := a.completeAttachments(stored)
+	if err != nil {
+		a.log.Error("attachments not completed; receipts wait until they are", "err", err)
+		return false
+	}
+	if err := a.issueReceipt(stored, attached); err != nil {
+		a.log.Error("issue receipt", "err", err)
+	}
+	return true
 }
 
 func (a *Agent) kickReceipts() {

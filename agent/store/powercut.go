@@ -18,7 +18,9 @@ import (
 // with any later fsync in the directory). badger then refuses to open the
 // store: "while opening memtables err: while opening fid: N err: Create a
 // new file", or "Open existing file" for a value log (dgraph-io/badger#2207).
-// Found by the power-cut campaign (TestE2EPowerCuts, docs/testing.md).
+// Found by the power-cut campaign (TestE2EPowerCuts, docs/testing.md), and
+// by the deterministic simulation as a kill -9 while badger truncates and
+// removes a flushed log (TestOpenAfterAKillLeftAnEmptyLogFile).
 //
 // An empty log holds no entry, so nothing acknowledged: every commit syncs
 // the log it wrote before it returns, and a synced log has at least its
@@ -33,6 +35,13 @@ func removeEmptyLogs(dir string, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	// Only while no other process has the store open: its badger may be
+	// creating a log file this instant.
+	unlock, ok := lockDir(dir)
+	defer unlock()
+	if !ok {
+		return nil // badger's own open reports the lock
+	}
 	removed := false
 	for _, e := range entries {
 		name := e.Name()
@@ -40,6 +49,9 @@ func removeEmptyLogs(dir string, log *slog.Logger) error {
 			continue
 		}
 		info, err := e.Info()
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
 		if err != nil {
 			return err
 		}
@@ -47,7 +59,7 @@ func removeEmptyLogs(dir string, log *slog.Logger) error {
 			continue
 		}
 		path := filepath.Join(dir, name)
-		if err := os.Remove(path); err != nil {
+		if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return fmt.Errorf("remove empty log left by a power cut: %w", err)
 		}
 		log.Warn("removed an empty log file a power cut left; it held nothing", "component", "store", "file", path)

@@ -156,8 +156,13 @@ func vvIn(txn *badger.Txn, key string) (crdt.VersionVector, error) {
 }
 
 // History returns every op that touched a record, as stored envelopes, in
-// the order of their (hybrid logical clock) time, which respects causality:
-// an op is after every op its writer had seen.
+// the order of their (hybrid logical clock) time, except that an op always
+// comes after every op whose value it saw and after its origin's earlier
+// ops. Times alone do not respect causality: a received time more than
+// MaxClockDriftMillis ahead of the receiver's wall clock does not move its
+// clock, so a correction made on a laptop with a right clock can carry an
+// earlier time than the value it corrected, written on a laptop whose clock
+// ran days ahead.
 func (s *Store) History(id string) ([]crdt.Opened, error) {
 	if err := s.enter(); err != nil {
 		return nil, err
@@ -189,13 +194,69 @@ func (s *Store) History(id string) ([]crdt.Opened, error) {
 			return nil
 		})
 	})
-	sort.SliceStable(out, func(i, j int) bool {
-		if c := out[i].Op.Time.Compare(out[j].Op.Time); c != 0 {
+	return causalOrder(out), err
+}
+
+// causalOrder sorts one record's ops by (time, dot), then takes them in the
+// first order that puts each op after the ops it names as seen and after its
+// origin's earlier ops (Kahn's algorithm, the earliest ready op first).
+func causalOrder(ops []crdt.Opened) []crdt.Opened {
+	sort.SliceStable(ops, func(i, j int) bool {
+		if c := ops[i].Op.Time.Compare(ops[j].Op.Time); c != 0 {
 			return c < 0
 		}
-		return out[i].Op.Dot().Compare(out[j].Op.Dot()) < 0
+		return ops[i].Op.Dot().Compare(ops[j].Op.Dot()) < 0
 	})
-	return out, err
+	at := make(map[crdt.Dot]int, len(ops))
+	for i, o := range ops {
+		at[o.Op.Dot()] = i
+	}
+	waits := make([]int, len(ops)) // ops that must come first, not yet taken
+	after := make([][]int, len(ops))
+	for i, o := range ops {
+		before := map[int]bool{}
+		for _, fw := range o.Op.Fields {
+			for _, d := range fw.Seen {
+				if j, ok := at[d]; ok && j != i {
+					before[j] = true
+				}
+			}
+		}
+		for j, p := range ops {
+			if p.Op.Origin == o.Op.Origin && p.Op.Seq < o.Op.Seq {
+				before[j] = true
+			}
+		}
+		waits[i] = len(before)
+		for j := range before {
+			after[j] = append(after[j], i)
+		}
+	}
+	out := make([]crdt.Opened, 0, len(ops))
+	taken := make([]bool, len(ops))
+	for len(out) < len(ops) {
+		next := -1
+		for i := range ops {
+			if !taken[i] && waits[i] == 0 {
+				next = i
+				break
+			}
+		}
+		if next < 0 { // cannot happen: what an op saw was written before it
+			for i := range ops {
+				if !taken[i] {
+					next = i
+					break
+				}
+			}
+		}
+		taken[next] = true
+		out = append(out, ops[next])
+		for _, k := range after[next] {
+			waits[k]--
+		}
+	}
+	return out
 }
 
 // IndexGroups calls fn for every index key shared by two or more records,

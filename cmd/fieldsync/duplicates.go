@@ -14,7 +14,8 @@ const duplicatesUsage = `fieldsync duplicates [--api HOST:PORT] [--json]
 
 Hồ sơ có thể trùng / Possible duplicate dossiers: the same personal ID number
 ("personal_id"), or the same name (ignoring case, spacing and diacritics) and
-date of birth ("name_dob"). --json prints [{"records":[ID,...],"reason",...}].
+date of birth ("name_dob"); or two dossiers each merged into the other
+("merged_both_ways": merge them again). --json prints [{"records":[ID,...],"reason",...}].
 `
 
 func runDuplicates(ctx context.Context, args []string, stdout, _ io.Writer) error {

@@ -43,6 +43,7 @@ async function loadGroup(g) {
 function reasonText(g) {
   if (g.reason === 'personal_id') return t('reason_personal_id');
   if (g.reason === 'name_dob') return t('reason_name_dob');
+  if (g.reason === 'merged_both_ways') return t('reason_merged_both_ways');
   return String(g.reason || '');
 }
 

@@ -151,6 +151,7 @@ const words = {
   duplicates_none: ['Không có hồ sơ nào có thể trùng.', 'No possible duplicates.'],
   reason_personal_id: ['Trùng số định danh cá nhân', 'Same personal ID number'],
   reason_name_dob: ['Trùng họ tên và ngày sinh', 'Same name and date of birth'],
+  reason_merged_both_ways: ['Gộp vào nhau theo hai chiều: chọn hồ sơ giữ lại và gộp lại', 'Merged into each other: choose the dossier to keep and merge again'],
   field: ['Trường', 'Field'],
   keep_this: ['Giữ lại hồ sơ này', 'Keep this dossier'],
   include: ['Cùng người', 'Same person'],
