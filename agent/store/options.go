@@ -181,13 +181,9 @@ func (o Options) validate() error {
 // badgerOptions maps o onto badger's options. Everything durability depends
 // on is set explicitly here rather than left to badger's defaults.
 func (o Options) badgerOptions(syncFailed *atomic.Bool) badger.Options {
-	logger := o.Logger
-	if logger == nil {
-		logger = slog.Default()
-	}
 	return badger.DefaultOptions(o.Dir).
 		WithSyncWrites(true). // a commit that returns nil is on disk
-		WithLogger(slogBadger{l: logger, syncFailed: syncFailed}).
+		WithLogger(slogBadger{l: o.logger(), syncFailed: syncFailed}).
 		WithMemTableSize(o.MemTableSize).
 		WithNumMemtables(o.NumMemtables).
 		WithNumLevelZeroTables(o.NumLevelZeroTables).
@@ -217,6 +213,13 @@ func (o Options) badgerOptions(syncFailed *atomic.Bool) badger.Options {
 		// registry) every rotation period, bounding how much is encrypted
 		// under one key.
 		WithEncryptionKeyRotationDuration(7 * 24 * time.Hour)
+}
+
+func (o Options) logger() *slog.Logger {
+	if o.Logger == nil {
+		return slog.Default()
+	}
+	return o.Logger
 }
 
 func (o Options) blockCacheSize() int64 {

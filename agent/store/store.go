@@ -83,6 +83,9 @@ func Open(opts Options) (*Store, error) {
 		peers:      map[string]uint64{},
 		creates:    map[string][]uint64{},
 	}
+	if _, err := removeEmptyLogs(opts.Dir, opts.logger()); err != nil {
+		return nil, fmt.Errorf("open store %s: %w", opts.Dir, err)
+	}
 	db, err := badger.Open(opts.badgerOptions(&s.syncFailed))
 	if errors.Is(err, badger.ErrEncryptionKeyMismatch) {
 		return nil, fmt.Errorf("open store %s: %w", opts.Dir, ErrKeyMismatch)
