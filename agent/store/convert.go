@@ -25,8 +25,9 @@ func Copy(src, dst Options) (keys uint64, err error) {
 	}
 	var srcFailed, dstFailed atomic.Bool
 	// An empty log file left by a kill of an earlier open makes badger
-	// refuse even a read-only open; deleting it changes nothing held.
-	if _, err := removeEmptyLogs(src.Dir, src.logger()); err != nil {
+	// refuse even a read-only open (deleting it changes nothing held), and
+	// a damaged file would be copied short.
+	if err := prepareFiles(src); err != nil {
 		return 0, fmt.Errorf("copy store: %w", err)
 	}
 	in, err := openBadger(src.badgerOptions(&srcFailed).WithReadOnly(true))

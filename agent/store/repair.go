@@ -7,12 +7,49 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 )
 
+// prepareFiles runs before badger opens the directory dir, under badger's
+// own directory lock, so it never touches the files of a store another
+// process has open (then it does nothing, and badger's open reports the
+// lock). It checks the files against the record of the last clean close
+// (closed.go), removes the empty log files a crash leaves
+// (removeEmptyLogs), refuses files badger would misread or cut
+// (checkFiles, integrity.go), and removes the close record before badger
+// writes anything.
+func prepareFiles(o Options) error {
+	dir, log := o.Dir, o.logger()
+	if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
+		return nil // a new store
+	}
+	unlock, err := lockDir(dir)
+	if err != nil {
+		return nil // held by another process: badger's open says so
+	}
+	defer unlock()
+	closed, err := readCloseRecord(dir)
+	if err != nil {
+		return err
+	}
+	if closed != nil {
+		if err := checkAgainstCloseRecord(dir, closed); err != nil {
+			return err
+		}
+	}
+	if _, err := removeEmptyLogs(dir, log); err != nil {
+		return err
+	}
+	if err := checkFiles(o, closed != nil); err != nil {
+		return err
+	}
+	return removeCloseRecord(dir)
+}
+
 // removeEmptyLogs deletes the empty value-log (*.vlog) and memtable-log
-// (*.mem) files of the badger directory dir, which a process killed while
-// creating them leaves behind, and returns their names.
+// (*.mem) file a process killed while creating it leaves behind, and
+// returns its name. The caller holds the directory lock.
 //
 // badger creates each of these files with open(O_CREAT), then gives it its
 // size with ftruncate, then writes a header into it through a memory map. A
@@ -24,51 +61,51 @@ import (
 // as 128 MB of zeros (sparse) that a backup copying the directory copies
 // whole. A file of 0 bytes holds nothing, not even the header badger writes
 // before any entry, so no value pointer and no acknowledged write can refer
-// to it: deleting it loses nothing. Files of any other size are left to
-// badger. The kill -9 campaign (cmd/fieldsync, docs/testing.md) found this.
-//
-// It runs under badger's own directory lock (lockDir), so it never touches
-// the files of a store another process has open: then it does nothing and
-// badger's open reports the lock.
+// to it: deleting it loses nothing. Only the newest file of its kind can be
+// one badger was creating; an empty file with newer ones beside it lost its
+// contents, and is refused. The kill -9 campaign (cmd/fieldsync,
+// docs/testing.md) found this.
 func removeEmptyLogs(dir string, log *slog.Logger) ([]string, error) {
 	entries, err := os.ReadDir(dir)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil // a new store
-	}
 	if err != nil {
 		return nil, err
 	}
-	var empty []string
+	newest := map[string]int{} // suffix -> highest file number
+	type file struct {
+		name, suffix string
+		fid          int
+	}
+	var empty []file
 	for _, e := range entries {
 		name := e.Name()
-		if e.Type().IsRegular() && (strings.HasSuffix(name, ".vlog") || strings.HasSuffix(name, ".mem")) {
+		for _, suffix := range []string{".vlog", ".mem"} {
+			num, ok := strings.CutSuffix(name, suffix)
+			fid, err := strconv.Atoi(num)
+			if !ok || err != nil || !e.Type().IsRegular() {
+				continue
+			}
+			newest[suffix] = max(newest[suffix], fid)
 			if info, err := e.Info(); err == nil && info.Size() == 0 {
-				empty = append(empty, name)
+				empty = append(empty, file{name, suffix, fid})
 			}
 		}
 	}
-	if len(empty) == 0 {
-		return nil, nil
-	}
-	unlock, err := lockDir(dir)
-	if err != nil {
-		return nil, nil // held by another process: badger's open says so
-	}
-	defer unlock()
 	var removed []string
-	for _, name := range empty {
-		path := filepath.Join(dir, name)
-		info, err := os.Stat(path)
-		if err != nil || info.Size() != 0 {
-			continue
+	for _, f := range empty {
+		path := filepath.Join(dir, f.name)
+		if f.fid != newest[f.suffix] {
+			return removed, &DamageError{File: path, Offset: 0, Reason: "empty, though newer files of its kind exist: it lost its contents"}
 		}
 		if err := os.Remove(path); err != nil {
 			return removed, fmt.Errorf("remove empty %s: %w", path, err)
 		}
-		removed = append(removed, name)
+		removed = append(removed, f.name)
 		if log != nil {
 			log.Warn("removed an empty log file left by a crash while the store was opening (it held nothing)", "file", path)
 		}
+	}
+	if len(removed) == 0 {
+		return nil, nil
 	}
 	return removed, syncDir(dir)
 }

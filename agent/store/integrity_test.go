@@ -1,0 +1,267 @@
+package store
+
+import (
+	"encoding/binary"
+	"errors"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/fieldsync/fieldsync/crdt"
+)
+
+// damageSubject writes a store (encrypted, as the agent's) with dossiers,
+// corrections and a large record, and returns its directory: closed cleanly,
+// or, with crashed set, a copy taken while it was open, which is what a
+// kill -9 leaves (the copy reads the page cache, as the next open would),
+// memtable log included.
+func damageSubject(t *testing.T, crashed bool) (dir string, head crdt.Head) {
+	t.Helper()
+	key := testKey(1)
+	enc := func(o *Options) { o.EncryptionKey = make([]byte, 32); o.EncryptionKey[1] = 9 }
+	s, src := openTest(t, enc)
+	r := rand.New(rand.NewPCG(7, 8))
+	for i := 0; i < 120; i++ {
+		id := recordID("me", i)
+		if _, err := s.Write("me", key, id, crdt.KindCreate, dossier(r, i), baseWall+int64(i)); err != nil {
+			t.Fatal(err)
+		}
+		if i%3 == 0 {
+			if _, err := s.Write("me", key, recordID("me", i/2), crdt.KindUpdate, map[string]string{"notes": strings.Repeat("sửa ", 20+i)}, baseWall+int64(i)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	head = s.Head("me")
+	if !crashed {
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
+		return src, head
+	}
+	dir = filepath.Join(t.TempDir(), "store")
+	if out, err := exec.Command("cp", "-a", "--sparse=always", src, dir).CombinedOutput(); err != nil {
+		t.Fatalf("copy: %v %s", err, out)
+	}
+	os.Remove(filepath.Join(dir, "LOCK"))
+	return dir, head
+}
+
+func openDamaged(dir string) (*Store, error) {
+	o := testOptions(dir)
+	o.EncryptionKey = make([]byte, 32)
+	o.EncryptionKey[1] = 9
+	return Open(o)
+}
+
+// firstFile returns the path of the only file of dir ending in suffix.
+func firstFile(t *testing.T, dir, suffix string) string {
+	t.Helper()
+	m, _ := filepath.Glob(filepath.Join(dir, "*"+suffix))
+	if len(m) == 0 {
+		t.Fatalf("no %s file in %s", suffix, dir)
+	}
+	return m[len(m)-1]
+}
+
+// extent is the offset after the last non-zero byte of path.
+func extent(t *testing.T, path string) int64 {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	i := len(b)
+	for i > 0 && b[i-1] == 0 {
+		i--
+	}
+	return int64(i)
+}
+
+func flip(t *testing.T, path string, at int64) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[at] ^= 0x20
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Damage that badger would have repaired by cutting, silently (an older
+// state served as current, or nothing at all), or met with a panic, is
+// refused at open with an error naming the file; the store opens again
+// once the file is restored. Found by flipping bytes of the stores of real
+// agents (cmd/fieldsync TestCorruptExplore).
+func TestDamagedFilesAreRefused(t *testing.T) {
+	cases := []struct {
+		name    string
+		crashed bool
+		file    string // suffix of the file damaged
+		damage  func(t *testing.T, path string)
+	}{
+		{"memtable log, byte flipped, committed transactions after it", true, ".mem", func(t *testing.T, p string) { flip(t, p, extent(t, p)/3) }},
+		{"memtable log cut short inside an entry", true, ".mem", func(t *testing.T, p string) { truncate(t, p, extent(t, p)/2+7) }},
+		{"newest value log, byte flipped", true, ".vlog", func(t *testing.T, p string) { flip(t, p, extent(t, p)/2) }},
+		{"newest value log cut short inside an entry", true, ".vlog", func(t *testing.T, p string) { truncate(t, p, extent(t, p)-3) }},
+		{"value log of a cleanly closed store, last byte flipped", false, ".vlog", func(t *testing.T, p string) { flip(t, p, extent(t, p)-1) }},
+		{"value log of a cleanly closed store cut at an entry", false, ".vlog", func(t *testing.T, p string) { truncate(t, p, lastEntryStart(t, p)) }},
+		{"table, byte flipped in a block", false, ".sst", func(t *testing.T, p string) { flip(t, p, 100) }},
+		{"table, footer cut", false, ".sst", func(t *testing.T, p string) { truncate(t, p, extent(t, p)/2) }},
+		{"MANIFEST, length of a change set", false, "MANIFEST", func(t *testing.T, p string) { flipLength(t, p) }},
+		{"MANIFEST of a cleanly closed store, last byte cut", false, "MANIFEST", func(t *testing.T, p string) { truncate(t, p, extent(t, p)-1) }},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			dir, head := damageSubject(t, c.crashed)
+			path := firstFile(t, dir, c.file)
+			if c.file == ".vlog" {
+				path = newestVlog(t, dir)
+			}
+			saved, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			record, _ := os.ReadFile(filepath.Join(dir, closeRecordName))
+			c.damage(t, path)
+			s, err := openDamaged(dir)
+			if err == nil {
+				s.Close()
+				t.Fatalf("a store with %s opened", c.name)
+			}
+			var de *DamageError
+			if !errors.Is(err, ErrDamaged) || !errors.As(err, &de) || de.File != path || !strings.Contains(err.Error(), path) {
+				t.Fatalf("open: %v, want a DamageError naming %s", err, path)
+			}
+			// Refusing changed nothing: restored, the store opens whole.
+			if err := os.WriteFile(path, saved, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := os.Stat(filepath.Join(dir, closeRecordName)); (err == nil) != (record != nil) {
+				t.Fatalf("close record kept %v, was there %v", err == nil, record != nil)
+			}
+			s, err = openDamaged(dir)
+			if err != nil {
+				t.Fatalf("restored store: %v", err)
+			}
+			defer s.Close()
+			if s.Head("me") != head {
+				t.Fatalf("head %+v, want %+v", s.Head("me"), head)
+			}
+			if _, err := os.Stat(filepath.Join(dir, closeRecordName)); err == nil {
+				t.Fatal("close record still there with the store open")
+			}
+		})
+	}
+}
+
+// A store killed while open, and one cleanly closed, open as they are, and
+// so does one whose memtable log ends in a torn entry (the write a crash
+// cut): checkFiles refuses damage, not crashes.
+func TestCrashedStoresStillOpen(t *testing.T) {
+	for _, crashed := range []bool{false, true} {
+		dir, head := damageSubject(t, crashed)
+		s, err := openDamaged(dir)
+		if err != nil {
+			t.Fatalf("crashed=%v: %v", crashed, err)
+		}
+		if s.Head("me") != head {
+			t.Fatalf("crashed=%v: head %+v, want %+v", crashed, s.Head("me"), head)
+		}
+		s.Close()
+	}
+	dir, head := damageSubject(t, true)
+	mem := firstFile(t, dir, ".mem")
+	// Tear the last entry: zero its second half, as a kill in the middle of
+	// badger's copy into the file leaves it.
+	start, end := lastEntrySpan(t, mem)
+	b, _ := os.ReadFile(mem)
+	clear(b[(start+end)/2 : end])
+	if err := os.WriteFile(mem, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s, err := openDamaged(dir)
+	if err != nil {
+		t.Fatalf("torn last entry: %v", err)
+	}
+	defer s.Close()
+	if h := s.Head("me"); h.Seq != head.Seq && h.Seq != head.Seq-1 {
+		t.Fatalf("torn last entry: head %d, want %d or the one before", h.Seq, head.Seq)
+	}
+}
+
+func truncate(t *testing.T, path string, to int64) {
+	t.Helper()
+	if err := os.Truncate(path, to); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func newestVlog(t *testing.T, dir string) string {
+	t.Helper()
+	m, _ := filepath.Glob(filepath.Join(dir, "*.vlog"))
+	newest := ""
+	for _, p := range m {
+		if fi, err := os.Stat(p); err == nil && fi.Size() > logFileHeader && p > newest {
+			newest = p
+		}
+	}
+	if newest == "" {
+		t.Fatalf("no value log with data in %s", dir)
+	}
+	return newest
+}
+
+// lastEntrySpan walks a log file and returns where its last entry that
+// checks starts and ends.
+func lastEntrySpan(t *testing.T, path string) (start, end int64) {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	fi, _ := f.Stat()
+	r := &logReader{f: f, size: fi.Size()}
+	off := int64(logFileHeader)
+	for {
+		_, _, size, state, err := r.entry(off)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if state != entryOK {
+			return start, end
+		}
+		start, end = off, off+size
+		off += size
+	}
+}
+
+func lastEntryStart(t *testing.T, path string) int64 {
+	start, _ := lastEntrySpan(t, path)
+	return start
+}
+
+// flipLength raises the length of the MANIFEST's last change set past the
+// end of the file, as a flipped high bit would.
+func flipLength(t *testing.T, path string) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	off, last := 8, 8
+	for off+8 <= len(b) {
+		last = off
+		off += 8 + int(binary.BigEndian.Uint32(b[off:]))
+	}
+	b[last+2] ^= 0x01 // +65536
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
