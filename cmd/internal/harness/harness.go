@@ -88,6 +88,16 @@ func (c *Cluster) Provision(name, role string) (*Agent, error) {
 // Start starts the agent process with extra flags (e.g. --join) and waits
 // until its API answers.
 func (a *Agent) Start(extra ...string) error {
+	if err := a.Launch(extra...); err != nil {
+		return err
+	}
+	return a.WaitReady(20 * time.Second)
+}
+
+// Launch starts the agent process with extra flags and returns at once,
+// without waiting for its API (so a test can kill it while it opens its
+// store). WaitReady waits for it.
+func (a *Agent) Launch(extra ...string) error {
 	sub := "agent"
 	if a.Role == "hub" {
 		sub = "hub"
@@ -113,7 +123,17 @@ func (a *Agent) Start(extra ...string) error {
 	}
 	a.done = make(chan struct{})
 	go func(cmd *exec.Cmd, done chan struct{}) { cmd.Wait(); close(done) }(a.cmd, a.done)
-	deadline := time.Now().Add(20 * time.Second)
+	return nil
+}
+
+// WaitReady waits until the launched agent's API answers. If the process
+// exits first, or does not answer within timeout (then it is killed), the
+// error holds its log.
+func (a *Agent) WaitReady(timeout time.Duration) error {
+	if a.done == nil {
+		return fmt.Errorf("agent %s was never launched", a.Name)
+	}
+	deadline := time.Now().Add(timeout)
 	for time.Now().Before(deadline) {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		_, err := a.Client.Status(ctx)
@@ -128,7 +148,7 @@ func (a *Agent) Start(extra ...string) error {
 		}
 	}
 	a.Kill()
-	return fmt.Errorf("agent %s did not answer within 20s:\n%s", a.Name, a.log.String())
+	return fmt.Errorf("agent %s did not answer within %s:\n%s", a.Name, timeout, a.log.String())
 }
 
 // Running reports whether the process is alive.
@@ -167,6 +187,15 @@ func (a *Agent) Kill() {
 	}
 	a.cmd.Process.Kill()
 	<-a.done
+}
+
+// ExitCode is the exit status of the agent's last process: -1 while it
+// runs, never launched, or when it was killed by a signal.
+func (a *Agent) ExitCode() int {
+	if a.Running() || a.cmd == nil || a.cmd.ProcessState == nil {
+		return -1
+	}
+	return a.cmd.ProcessState.ExitCode()
 }
 
 // Pid is the process id of the running agent.
