@@ -21,7 +21,14 @@ FUZZ_TARGETS := \
 	./agent/vault:FuzzOpenSealed \
 	./agent/attach:FuzzDecodeManifest
 
-.PHONY: all build test unit fuzz bench demo lint tidy cross clean deps
+# The kill -9 campaign (docs/testing.md): `make crash` kills agents CRASHES
+# times; `make test` runs 30 kills of it with the other end-to-end tests.
+# CRASH_SEED picks the schedule; CRASH_ONLY=i repeats kill i's plan.
+CRASHES    ?= 1000
+CRASH_SEED ?= 1
+CRASH_ONLY ?=
+
+.PHONY: all build test unit fuzz bench demo lint tidy cross clean deps crash
 
 all: build
 
@@ -48,6 +55,11 @@ fuzz:
 		echo "fuzz $$pkg $$name ($(FUZZTIME))"; \
 		$(GO) test -run '^$$' -fuzz "^$$name$$" -fuzztime $(FUZZTIME) $$pkg; \
 	done
+
+crash: export FIELDSYNC_REQUIRE_POSTGRES = 1
+crash: deps
+	FIELDSYNC_CRASHES=$(CRASHES) FIELDSYNC_CRASH_SEED=$(CRASH_SEED) FIELDSYNC_CRASH_ONLY=$(CRASH_ONLY) \
+		$(GO) test -count=1 -timeout 6h -run '^TestE2EKill9Campaign$$' -v ./cmd/fieldsync/
 
 bench: build
 	$(GO) run ./cmd/bench --bin $(BIN)
