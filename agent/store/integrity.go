@@ -17,6 +17,7 @@ import (
 	"github.com/dgraph-io/badger/v4/fb"
 	"github.com/dgraph-io/badger/v4/options"
 	"github.com/dgraph-io/badger/v4/table"
+	"github.com/dgraph-io/badger/v4/y"
 	"github.com/dgraph-io/ristretto/v2"
 	"github.com/dgraph-io/ristretto/v2/z"
 )
@@ -47,13 +48,13 @@ import (
 // (cmd/fieldsync TestE2ECorruptedStoreFile; docs/testing.md).
 //
 // checkFiles tells a torn end from damage before badger opens anything. A
-// torn end is the last write, cut: nothing intact follows it. Damage is
-// followed by intact writes: in a memtable log, a complete transaction
-// (its closing entry checks); in the value log, an entry that checks; in
-// the MANIFEST, the change set itself when only its length is wrong, or a
-// first change set that is not whole (badger writes that one by a rename,
-// never by an append). Tables are verified whole with badger's own table
-// code, its panics recovered (verifyTables).
+// torn end is the last write, cut: no more than that write follows it.
+// Damage is followed by more intact writes than one unsynced write could
+// hold (logCheck says how many, for each kind of log); in the MANIFEST, it
+// is the change set itself when only its length is wrong, or a first change
+// set that is not whole (badger writes that one by a rename, never by an
+// append). Tables are verified whole with badger's own table code, its
+// panics recovered (verifyTables).
 //
 // A log file that ends inside an entry was cut short after it was written
 // (badger sizes its log files before writing into them), and is refused.
@@ -62,7 +63,8 @@ import (
 // is recorded, closed.go, and makes every check exact): a log file cut
 // exactly at an entry boundary, or a memtable log cut to 0 bytes, which
 // reads like a crash while badger created it (removeEmptyLogs); damage in
-// the last transaction of a memtable log, which reads like a torn end. After a memtable log is cut
+// the last two transactions of the active memtable log, or in the last
+// write batch's reach of the newest value log, which read like a torn end. After a memtable log is cut
 // that way the store opens as it stood before the lost writes, like a
 // restored backup: the device's peers send back the ops they hold, and the
 // fork repair handles anything written meanwhile (docs/storage.md).
@@ -94,11 +96,12 @@ func (e *DamageError) Unwrap() error { return ErrDamaged }
 // carry bitTxn, and it ends with an entry carrying bitFinTxn whose key is
 // "!badger!txn" and an 8-byte version; value-log entries carry neither.
 const (
-	logFileHeader  = 20
-	bitTxn         = 1 << 6
-	bitFinTxn      = 1 << 7
-	finKeyLen      = len("!badger!txn") + 8
-	maxEntryHeader = 22
+	logFileHeader   = 20
+	bitValuePointer = 1 << 1
+	bitTxn          = 1 << 6
+	bitFinTxn       = 1 << 7
+	finKeyLen       = len("!badger!txn") + 8
+	maxEntryHeader  = 22
 	// maxKeyLen bounds a key (badger's limit is 65,000 bytes plus 8).
 	maxKeyLen = 1 << 16
 	// scanBlock is how much of a file is read at a time.
@@ -150,51 +153,84 @@ const (
 // file before it writes into it (through a memory map), so only a file
 // truncated afterwards ends inside an entry.
 func (r *logReader) entry(off int64) (meta byte, klen uint64, size int64, state int, err error) {
+	meta, klen, _, _, size, state, err = r.entryParts(off)
+	return meta, klen, size, state, err
+}
+
+// entryParts is entry with the header's length and the value's.
+func (r *logReader) entryParts(off int64) (meta byte, klen, vlen uint64, hlen int, size int64, state int, err error) {
 	h, err := r.at(off, maxEntryHeader)
 	if err != nil || len(h) < 5 {
-		return 0, 0, 0, entryBad, err
+		return 0, 0, 0, 0, 0, entryBad, err
 	}
 	i := 2
 	klen, n := binary.Uvarint(h[i:])
 	if n <= 0 {
-		return 0, 0, 0, entryBad, nil
+		return 0, 0, 0, 0, 0, entryBad, nil
 	}
 	i += n
-	vlen, n := binary.Uvarint(h[i:])
+	vlen, n = binary.Uvarint(h[i:])
 	if n <= 0 {
-		return 0, 0, 0, entryBad, nil
+		return 0, 0, 0, 0, 0, entryBad, nil
 	}
 	i += n
 	_, n = binary.Uvarint(h[i:])
 	if n <= 0 {
-		return 0, 0, 0, entryBad, nil
+		return 0, 0, 0, 0, 0, entryBad, nil
 	}
 	i += n
 	if klen == 0 || klen > maxKeyLen || vlen > 1<<31 {
-		return 0, 0, 0, entryBad, nil
+		return 0, 0, 0, 0, 0, entryBad, nil
 	}
 	total := int64(i) + int64(klen+vlen) + 4
 	if off+total > r.size {
-		return 0, 0, 0, entryCut, nil
+		return 0, 0, 0, 0, 0, entryCut, nil
 	}
 	b, err := r.at(off, int(total))
 	if err != nil || int64(len(b)) < total {
-		return 0, 0, 0, entryBad, err
+		return 0, 0, 0, 0, 0, entryBad, err
 	}
 	if crc32.Checksum(b[:total-4], castagnoli) != binary.BigEndian.Uint32(b[total-4:]) {
-		return 0, 0, 0, entryBad, nil
+		return 0, 0, 0, 0, 0, entryBad, nil
 	}
-	return b[0], klen, total, entryOK, nil
+	return b[0], klen, vlen, i, total, entryOK, nil
+}
+
+// logCheck says how much intact data after an entry that does not check
+// makes it damage rather than the torn end of a crash.
+//
+// A kill -9 leaves the last write cut and nothing after it. A power cut
+// can do more: what was written but not yet synced may reach the disk in
+// part and in any order (a page lost, the next one kept), so intact entries
+// may follow a hole that is only an unacknowledged write. But only the last
+// write can be unsynced: badger syncs the value log after each batch of
+// transactions, and a memtable log after each transaction. So damage is
+// what is followed by more than one write could hold:
+//   - in the active memtable log (the newest), two committed transactions
+//     (their closing entries check): one may be the unsynced one;
+//   - in an older memtable log (full, synced, not yet in a table), one;
+//   - in the newest value log, an entry that checks beyond slack bytes
+//     (what one batch can hold); older value logs are not walked (badger
+//     does not cut them at open; their entries are checked on every read).
+//
+// strict is for a store that was closed cleanly (closed.go): nothing was
+// being written, and an entry that does not check before the end of the
+// file is damage wherever it is.
+type logCheck struct {
+	wal    bool
+	fins   int   // wal: committed transactions after the damage that make it damage
+	slack  int64 // value log: bytes after the damage within which intact entries may be a torn write
+	strict bool
+	// reach (value log): how far the memtable logs' entries point into it
+	// (walReach). badger syncs a batch's values before it writes their
+	// pointers to a memtable log, so everything before reach was synced:
+	// damage there is damage, whatever follows.
+	reach int64
 }
 
 // checkLogFile walks a log file's entries to the first that does not check,
-// then looks beyond it for intact writes: in a memtable log (wal) the
-// closing entry of a transaction, in a value log any entry.
-//
-// strict is for a store that was closed cleanly (closed.go): then nothing
-// was being written, and an entry that does not check before the end of the
-// file is damage wherever it is.
-func checkLogFile(path string, wal, strict bool) error {
+// then looks beyond it for intact writes (logCheck).
+func checkLogFile(path string, c logCheck) error {
 	f, err := os.Open(path)
 	if err != nil {
 		return err
@@ -222,27 +258,45 @@ func checkLogFile(path string, wal, strict bool) error {
 		}
 		off += size
 	}
-	if strict && off != r.size {
+	if c.strict && off != r.size {
 		return &DamageError{File: path, Offset: off, Reason: "an entry there does not check, in a store that was closed cleanly"}
 	}
-	at, found, err := r.findIntact(off+1, wal)
+	if off < c.reach {
+		return &DamageError{File: path, Offset: off, Reason: fmt.Sprintf(
+			"an entry there does not check, and committed writes point at values up to byte %d: badger would cut the file there and drop them", c.reach)}
+	}
+	from, need := off+1, 1
+	if c.wal {
+		need = c.fins
+	} else {
+		from = off + 1 + c.slack
+	}
+	at, found, err := r.findIntact(from, c.wal, need)
 	if err != nil || !found {
 		return err
 	}
-	what := "an entry that checks"
-	if wal {
-		what = "a committed transaction"
+	what := fmt.Sprintf("an entry that checks follows at byte %d", at)
+	if c.wal {
+		what = fmt.Sprintf("committed transactions follow it (the %s ending at byte %d)", ordinal(need), at)
 	}
 	return &DamageError{File: path, Offset: off, Reason: fmt.Sprintf(
-		"an entry there does not check, and %s follows at byte %d: badger would cut the file there and drop it", what, at)}
+		"an entry there does not check, and %s: badger would cut the file there and drop them", what)}
+}
+
+func ordinal(n int) string {
+	if n == 1 {
+		return "first"
+	}
+	return "second"
 }
 
 // findIntact scans from off to the end for the start of an entry that
-// checks: the closing entry of a transaction (wal) or a value entry.
-// Candidates are picked by their first bytes, so a scan of zeros or of
-// encrypted bytes costs little.
-func (r *logReader) findIntact(off int64, wal bool) (int64, bool, error) {
+// checks: the need-th closing entry of a transaction (wal) or a value
+// entry. Candidates are picked by their first bytes, so a scan of zeros or
+// of encrypted bytes costs little.
+func (r *logReader) findIntact(off int64, wal bool, need int) (int64, bool, error) {
 	var blk []byte
+	found := 0
 	for base := off; base < r.size; base += scanBlock {
 		b, err := r.at(base, scanBlock+2)
 		if err != nil {
@@ -263,11 +317,81 @@ func (r *logReader) findIntact(off int64, wal bool) (int64, bool, error) {
 				return 0, false, err
 			}
 			if state == entryOK && (!wal || (meta&bitFinTxn != 0 && klen == uint64(finKeyLen))) {
-				return at, true, nil
+				if found++; found >= need {
+					return at, true, nil
+				}
 			}
 		}
 	}
 	return 0, false, nil
+}
+
+// walReach returns how far the entries of the memtable logs mems point into
+// the value log fid: the end of the furthest value they name. An entry
+// whose value is in the value log holds a pointer (file, length, offset:
+// three uint32 in the machine's order, little-endian on every platform
+// fieldsync is built for), encrypted with the rest of its key and value
+// under the log's data key (the file header's key id) and an IV of the
+// header's base IV and the entry's offset.
+func walReach(mems []string, fid uint32, kr *badger.KeyRegistry) (int64, error) {
+	var reach int64
+	for _, path := range mems {
+		f, err := os.Open(path)
+		if err != nil {
+			return 0, err
+		}
+		fi, err := f.Stat()
+		if err != nil {
+			f.Close()
+			return 0, err
+		}
+		r := &logReader{f: f, size: fi.Size()}
+		hdr, err := r.at(0, logFileHeader)
+		if err != nil || len(hdr) < logFileHeader {
+			f.Close()
+			return 0, err // checkLogFile reports a short file
+		}
+		keyID, baseIV := binary.BigEndian.Uint64(hdr[:8]), append([]byte(nil), hdr[8:20]...)
+		dk, err := kr.DataKey(keyID)
+		if err != nil {
+			f.Close()
+			return 0, &DamageError{File: path, Offset: 0, Reason: fmt.Sprintf("its data key %d is not in the key registry", keyID)}
+		}
+		for off := int64(logFileHeader); ; {
+			meta, klen, vlen, hlen, size, state, err := r.entryParts(off)
+			if err != nil {
+				f.Close()
+				return 0, err
+			}
+			if state != entryOK {
+				break
+			}
+			if meta&bitValuePointer != 0 && vlen >= 12 {
+				b, err := r.at(off, int(size))
+				if err != nil {
+					f.Close()
+					return 0, err
+				}
+				kv := b[hlen : hlen+int(klen+vlen)]
+				if dk != nil {
+					iv := make([]byte, 16)
+					copy(iv, baseIV)
+					binary.BigEndian.PutUint32(iv[12:], uint32(off))
+					if kv, err = y.XORBlockAllocate(kv, dk.Data, iv); err != nil {
+						f.Close()
+						return 0, err
+					}
+				}
+				v := kv[klen:]
+				if binary.LittleEndian.Uint32(v[0:]) == fid {
+					reach = max(reach, int64(binary.LittleEndian.Uint32(v[8:]))+int64(binary.LittleEndian.Uint32(v[4:])))
+				}
+			}
+			off += size
+		}
+		f.Close()
+	}
+	return reach, nil
 }
 
 // checkManifest checks badger's MANIFEST: a magic and version, then change
@@ -341,7 +465,7 @@ func lengthDamaged(field, body []byte, sum uint32) bool {
 // goroutine of its own, where no recover reaches). Here the panic is
 // recovered and the table named. A table the MANIFEST does not list is a
 // leftover badger deletes; a missing one badger reports.
-func verifyTables(o Options) error {
+func verifyTables(o Options, kr *badger.KeyRegistry) error {
 	dir := o.Dir
 	fp, err := os.Open(filepath.Join(dir, "MANIFEST"))
 	if errors.Is(err, os.ErrNotExist) {
@@ -359,17 +483,6 @@ func verifyTables(o Options) error {
 	if len(m.Tables) == 0 {
 		return nil
 	}
-	kr, err := badger.OpenKeyRegistry(badger.KeyRegistryOptions{Dir: dir, ReadOnly: true, EncryptionKey: o.EncryptionKey,
-		EncryptionKeyRotationDuration: keyRotation})
-	if errors.Is(err, badger.ErrEncryptionKeyMismatch) {
-		// The passphrase was checked by then (the vault's AEAD), so a
-		// mismatch can also mean a damaged key registry.
-		return fmt.Errorf("%w (or its KEYREGISTRY file is damaged)", ErrKeyMismatch)
-	}
-	if err != nil {
-		return &DamageError{File: filepath.Join(dir, badger.KeyRegistryFileName), Offset: -1, Reason: err.Error()}
-	}
-	defer kr.Close()
 	cache, err := ristretto.NewCache(&ristretto.Config[uint64, *fb.TableIndex]{NumCounters: 1000, MaxCost: 4 << 20, BufferItems: 64})
 	if err != nil {
 		return err
@@ -438,31 +551,70 @@ func checkFiles(o Options, strict bool) error {
 	if err != nil {
 		return err
 	}
-	newestVlog, newestFid := "", -1
+	kr, err := openKeyRegistry(o)
+	if err != nil {
+		return err
+	}
+	defer kr.Close()
+	newest := map[string]int{".vlog": -1, ".mem": -1}
+	var mems []string
 	for _, e := range entries {
 		name := e.Name()
 		if !e.Type().IsRegular() {
 			continue
 		}
-		path := filepath.Join(dir, name)
-		switch {
-		case strings.HasSuffix(name, ".mem"):
-			if err := checkLogFile(path, true, strict); err != nil {
-				return err
-			}
-		case strings.HasSuffix(name, ".vlog"):
-			if fid, err := strconv.Atoi(strings.TrimSuffix(name, ".vlog")); err == nil && fid > newestFid {
-				newestVlog, newestFid = path, fid
+		for suffix := range newest {
+			if num, ok := strings.CutSuffix(name, suffix); ok {
+				if fid, err := strconv.Atoi(num); err == nil {
+					newest[suffix] = max(newest[suffix], fid)
+					if suffix == ".mem" {
+						mems = append(mems, name)
+					}
+				}
 			}
 		}
 	}
-	if newestVlog != "" {
-		if err := checkLogFile(newestVlog, false, strict); err != nil {
+	var memPaths []string
+	for _, name := range mems {
+		memPaths = append(memPaths, filepath.Join(dir, name))
+		c := logCheck{wal: true, fins: 1, strict: strict}
+		if fid, _ := strconv.Atoi(strings.TrimSuffix(name, ".mem")); fid == newest[".mem"] {
+			c.fins = 2 // the active memtable's last transaction may be the unsynced one
+		}
+		if err := checkLogFile(filepath.Join(dir, name), c); err != nil {
+			return err
+		}
+	}
+	if fid := newest[".vlog"]; fid >= 0 {
+		// One batch of transactions can hold 15% of a memtable (badger's
+		// limit) and badger may batch a few: twice that.
+		reach, err := walReach(memPaths, uint32(fid), kr)
+		if err != nil {
+			return err
+		}
+		c := logCheck{slack: 2 * (15 * o.MemTableSize / 100), strict: strict, reach: reach}
+		if err := checkLogFile(filepath.Join(dir, fmt.Sprintf("%06d.vlog", fid)), c); err != nil {
 			return err
 		}
 	}
 	if err := checkManifest(filepath.Join(dir, "MANIFEST"), strict); err != nil {
 		return err
 	}
-	return verifyTables(o)
+	return verifyTables(o, kr)
+}
+
+// openKeyRegistry opens badger's key registry read-only, for the data keys
+// of log files and tables.
+func openKeyRegistry(o Options) (*badger.KeyRegistry, error) {
+	kr, err := badger.OpenKeyRegistry(badger.KeyRegistryOptions{Dir: o.Dir, ReadOnly: true, EncryptionKey: o.EncryptionKey,
+		EncryptionKeyRotationDuration: keyRotation})
+	if errors.Is(err, badger.ErrEncryptionKeyMismatch) {
+		// The passphrase was checked by then (the vault's AEAD), so a
+		// mismatch can also mean a damaged key registry.
+		return nil, fmt.Errorf("%w (or its KEYREGISTRY file is damaged)", ErrKeyMismatch)
+	}
+	if err != nil {
+		return nil, &DamageError{File: filepath.Join(o.Dir, badger.KeyRegistryFileName), Offset: -1, Reason: err.Error()}
+	}
+	return kr, nil
 }

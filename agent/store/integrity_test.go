@@ -21,10 +21,9 @@ import (
 func damageSubject(t *testing.T, crashed bool) (dir string, head crdt.Head) {
 	t.Helper()
 	key := testKey(1)
-	enc := func(o *Options) { o.EncryptionKey = make([]byte, 32); o.EncryptionKey[1] = 9 }
-	s, src := openTest(t, enc)
+	s, src := openTest(t, damageOptions)
 	r := rand.New(rand.NewPCG(7, 8))
-	for i := 0; i < 120; i++ {
+	for i := 0; i < 260; i++ {
 		id := recordID("me", i)
 		if _, err := s.Write("me", key, id, crdt.KindCreate, dossier(r, i), baseWall+int64(i)); err != nil {
 			t.Fatal(err)
@@ -50,10 +49,18 @@ func damageSubject(t *testing.T, crashed bool) (dir string, head crdt.Head) {
 	return dir, head
 }
 
-func openDamaged(dir string) (*Store, error) {
-	o := testOptions(dir)
+// damageOptions: encrypted, and memtables of 1 MB, so the stores have
+// tables and several logs, and a value log longer than the reach of one
+// write batch (2 × 15% of a memtable).
+func damageOptions(o *Options) {
 	o.EncryptionKey = make([]byte, 32)
 	o.EncryptionKey[1] = 9
+	o.MemTableSize = 1 << 20
+}
+
+func openDamaged(dir string) (*Store, error) {
+	o := testOptions(dir)
+	damageOptions(&o)
 	return Open(o)
 }
 
@@ -106,8 +113,10 @@ func TestDamagedFilesAreRefused(t *testing.T) {
 		damage  func(t *testing.T, path string)
 	}{
 		{"memtable log, byte flipped, committed transactions after it", true, ".mem", func(t *testing.T, p string) { flip(t, p, extent(t, p)/3) }},
-		{"memtable log cut short inside an entry", true, ".mem", func(t *testing.T, p string) { truncate(t, p, extent(t, p)/2+7) }},
-		{"newest value log, byte flipped", true, ".vlog", func(t *testing.T, p string) { flip(t, p, extent(t, p)/2) }},
+		{"memtable log, byte flipped three transactions before its end", true, ".mem", func(t *testing.T, p string) { flip(t, p, entryStarts(t, p, 12)) }},
+		{"memtable log cut short inside an entry", true, ".mem", func(t *testing.T, p string) { truncate(t, p, entryStarts(t, p, 3)+2) }},
+		{"newest value log, byte flipped well before its end", true, ".vlog", func(t *testing.T, p string) { flip(t, p, extent(t, p)/5) }},
+		{"newest value log, byte flipped near its end, where the memtable log points", true, ".vlog", func(t *testing.T, p string) { flip(t, p, extent(t, p)-2000) }},
 		{"newest value log cut short inside an entry", true, ".vlog", func(t *testing.T, p string) { truncate(t, p, extent(t, p)-3) }},
 		{"value log of a cleanly closed store, last byte flipped", false, ".vlog", func(t *testing.T, p string) { flip(t, p, extent(t, p)-1) }},
 		{"value log of a cleanly closed store cut at an entry", false, ".vlog", func(t *testing.T, p string) { truncate(t, p, lastEntryStart(t, p)) }},
@@ -120,8 +129,11 @@ func TestDamagedFilesAreRefused(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			dir, head := damageSubject(t, c.crashed)
 			path := firstFile(t, dir, c.file)
-			if c.file == ".vlog" {
+			switch c.file {
+			case ".vlog":
 				path = newestVlog(t, dir)
+			case ".mem":
+				path = newestMem(t, dir)
 			}
 			saved, err := os.ReadFile(path)
 			if err != nil {
@@ -175,24 +187,88 @@ func TestCrashedStoresStillOpen(t *testing.T) {
 		}
 		s.Close()
 	}
-	dir, head := damageSubject(t, true)
-	mem := firstFile(t, dir, ".mem")
-	// Tear the last entry: zero its second half, as a kill in the middle of
-	// badger's copy into the file leaves it.
-	start, end := lastEntrySpan(t, mem)
-	b, _ := os.ReadFile(mem)
-	clear(b[(start+end)/2 : end])
-	if err := os.WriteFile(mem, b, 0o644); err != nil {
+	for _, tear := range []struct {
+		name string
+		fn   func(t *testing.T, mem string)
+	}{
+		// A kill in the middle of badger's copy into the file: the last
+		// entry's second half never written.
+		{"last entry torn", func(t *testing.T, mem string) {
+			start, end := lastEntrySpan(t, mem)
+			zero(t, mem, (start+end)/2, end)
+		}},
+		// A power cut that kept the page with the last transaction's
+		// closing entry and lost the one before it (written, not synced):
+		// an unacknowledged write, not damage.
+		{"last transaction's page lost, its closing entry kept", func(t *testing.T, mem string) {
+			starts := entryStartList(t, mem)
+			zero(t, mem, starts[len(starts)-3], starts[len(starts)-1])
+		}},
+	} {
+		dir, head := damageSubject(t, true)
+		newest := newestMem(t, dir)
+		tear.fn(t, newest)
+		s, err := openDamaged(dir)
+		if err != nil {
+			t.Fatalf("%s: %v", tear.name, err)
+		}
+		if h := s.Head("me"); h.Seq != head.Seq && h.Seq != head.Seq-1 {
+			t.Fatalf("%s: head %d, want %d or the one before", tear.name, h.Seq, head.Seq)
+		}
+		s.Close()
+	}
+}
+
+func zero(t *testing.T, path string, from, to int64) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := openDamaged(dir)
+	clear(b[from:to])
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func newestMem(t *testing.T, dir string) string {
+	t.Helper()
+	m, _ := filepath.Glob(filepath.Join(dir, "*.mem"))
+	if len(m) == 0 {
+		t.Fatalf("no memtable log in %s", dir)
+	}
+	return m[len(m)-1] // names are zero-padded numbers
+}
+
+// entryStartList returns the offsets of a log file's entries that check.
+func entryStartList(t *testing.T, path string) []int64 {
+	t.Helper()
+	f, err := os.Open(path)
 	if err != nil {
-		t.Fatalf("torn last entry: %v", err)
+		t.Fatal(err)
 	}
-	defer s.Close()
-	if h := s.Head("me"); h.Seq != head.Seq && h.Seq != head.Seq-1 {
-		t.Fatalf("torn last entry: head %d, want %d or the one before", h.Seq, head.Seq)
+	defer f.Close()
+	fi, _ := f.Stat()
+	r := &logReader{f: f, size: fi.Size()}
+	var out []int64
+	for off := int64(logFileHeader); ; {
+		_, _, size, state, err := r.entry(off)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if state != entryOK {
+			return out
+		}
+		out = append(out, off)
+		off += size
 	}
+}
+
+// entryStarts returns the start of the n-th entry from the end, plus 3
+// (inside its header's lengths, or its key).
+func entryStarts(t *testing.T, path string, n int) int64 {
+	starts := entryStartList(t, path)
+	return starts[len(starts)-n] + 3
 }
 
 func truncate(t *testing.T, path string, to int64) {
