@@ -34,8 +34,9 @@ import (
 // value of every dossier's notes (or a later one attempted since), and
 // every attachment of files (a manifest listed, complete, and bytes whose
 // SHA-256 is the acknowledged one). It returns how many dossiers it
-// checked.
-func checkAcked(a *harness.Agent, snap snapshot, files []ackedFile) (int, error) {
+// checked. The officers go on writing meanwhile, so a value read may be one
+// attempted after snap: attempted says what has been attempted by now.
+func checkAcked(a *harness.Agent, snap snapshot, files []ackedFile, attempted func(id string) []string) (int, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	recs, err := a.Client.ListAll(ctx)
@@ -61,7 +62,7 @@ func checkAcked(a *harness.Agent, snap snapshot, files []ackedFile) (int, error)
 			continue
 		}
 		v := rec.Fields["notes"]
-		at := slices.Index(nl.tokens, v)
+		at := slices.Index(attempted(id), v) // tokens only grow: snap's are a prefix
 		switch {
 		case v != "" && at < 0:
 			return checked, fmt.Errorf("WRONG: dossier %s on %s has notes %q, which no call wrote", id, a.Name, v)

@@ -165,12 +165,12 @@ func TestE2EKill9Campaign(t *testing.T) {
 		}
 		plan := drawKill(seed, k)
 		if cp.n.kills >= progress {
-			t.Logf("kill %d of %d (%s), %s so far", cp.n.kills+1, kills, plan, time.Since(began).Round(time.Second))
+			t.Logf("kill %d of %d (plan %d: %s), %s so far", cp.n.kills+1, kills, k, plan, time.Since(began).Round(time.Second))
 			progress += 50
 		}
 		if err := cp.kill(plan); err != nil {
-			t.Fatalf("kill %d of seed %d (%s): %v\nreplay the schedule: make crash CRASH_SEED=%d CRASHES=%d\nthis kill's plan alone, again and again: make crash CRASH_SEED=%d CRASH_ONLY=%d CRASHES=20",
-				k, seed, plan, err, seed, cp.n.kills, seed, k)
+			t.Fatalf("plan %d of seed %d, kill %d (%s): %v\nreplay the schedule: make crash CRASH_SEED=%d CRASHES=%d\nthis plan alone, again and again: make crash CRASH_SEED=%d CRASH_ONLY=%d CRASHES=20",
+				k, seed, cp.n.kills, plan, err, seed, cp.n.kills, seed, k)
 		}
 	}
 	took := time.Since(began)
@@ -355,7 +355,7 @@ func (cp *campaign) check(v *harness.Agent, floor map[string]uint64, plan killPl
 	snap := cp.l.snapshot()
 	if v.Name != crashHub {
 		files := cp.filesToCheck(v.Name, snap, plan.rng)
-		n, err := checkAcked(v, snap, files)
+		n, err := checkAcked(v, snap, files, cp.l.attempted)
 		cp.n.dossierChecks += n
 		cp.n.fileChecks += len(files)
 		if err != nil {
@@ -505,7 +505,7 @@ func (cp *campaign) finish() error {
 	}
 	snap := cp.l.snapshot()
 	for _, lap := range []*harness.Agent{a, b} {
-		n, err := checkAcked(lap, snap, nil)
+		n, err := checkAcked(lap, snap, nil, cp.l.attempted)
 		cp.n.dossierChecks += n
 		if err != nil {
 			return err

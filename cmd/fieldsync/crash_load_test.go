@@ -69,6 +69,16 @@ type snapshot struct {
 	files    []ackedFile
 }
 
+// attempted returns every notes value attempted on dossier id so far.
+func (l *ledger) attempted(id string) []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if nl := l.notes[id]; nl != nil {
+		return slices.Clone(nl.tokens)
+	}
+	return nil
+}
+
 func (l *ledger) snapshot() snapshot {
 	l.mu.Lock()
 	defer l.mu.Unlock()
