@@ -41,10 +41,7 @@ func damageSubject(t *testing.T, crashed bool) (dir string, head crdt.Head) {
 		}
 		return src, head
 	}
-	dir = filepath.Join(t.TempDir(), "store")
-	if out, err := exec.Command("cp", "-a", "--sparse=always", src, dir).CombinedOutput(); err != nil {
-		t.Fatalf("copy: %v %s", err, out)
-	}
+	dir = copyStore(t, src)
 	os.Remove(filepath.Join(dir, "LOCK"))
 	return dir, head
 }
@@ -56,6 +53,16 @@ func damageOptions(o *Options) {
 	o.EncryptionKey = make([]byte, 32)
 	o.EncryptionKey[1] = 9
 	o.MemTableSize = 1 << 20
+}
+
+// copyStore copies a closed store's directory (sparse files stay sparse).
+func copyStore(t *testing.T, src string) string {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "store")
+	if out, err := exec.Command("cp", "-a", "--sparse=always", src, dir).CombinedOutput(); err != nil {
+		t.Fatalf("copy: %v %s", err, out)
+	}
+	return dir
 }
 
 func openDamaged(dir string) (*Store, error) {
@@ -125,9 +132,18 @@ func TestDamagedFilesAreRefused(t *testing.T) {
 		{"MANIFEST, length of a change set", false, "MANIFEST", func(t *testing.T, p string) { flipLength(t, p) }},
 		{"MANIFEST of a cleanly closed store, last byte cut", false, "MANIFEST", func(t *testing.T, p string) { truncate(t, p, extent(t, p)-1) }},
 	}
+	type subject struct {
+		dir  string
+		head crdt.Head
+	}
+	subjects := map[bool]subject{}
+	for _, crashed := range []bool{false, true} {
+		dir, head := damageSubject(t, crashed)
+		subjects[crashed] = subject{dir, head}
+	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			dir, head := damageSubject(t, c.crashed)
+			dir, head := copyStore(t, subjects[c.crashed].dir), subjects[c.crashed].head
 			path := firstFile(t, dir, c.file)
 			switch c.file {
 			case ".vlog":
@@ -187,6 +203,7 @@ func TestCrashedStoresStillOpen(t *testing.T) {
 		}
 		s.Close()
 	}
+	crashedDir, crashedHead := damageSubject(t, true)
 	for _, tear := range []struct {
 		name string
 		fn   func(t *testing.T, mem string)
@@ -205,7 +222,7 @@ func TestCrashedStoresStillOpen(t *testing.T) {
 			zero(t, mem, starts[len(starts)-3], starts[len(starts)-1])
 		}},
 	} {
-		dir, head := damageSubject(t, true)
+		dir, head := copyStore(t, crashedDir), crashedHead
 		newest := newestMem(t, dir)
 		tear.fn(t, newest)
 		s, err := openDamaged(dir)

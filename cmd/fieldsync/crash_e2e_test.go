@@ -114,6 +114,9 @@ type crashCounts struct {
 	storedReceipts  int            // receipts read from killed stores and checked
 	opsVerified     int            // ops whose hash chain was verified in killed stores
 	repairedOnStart int            // empty log files removed at start (the fixed bug's path)
+	// time spent: under load before kills, verifying killed stores,
+	// restarting, checking, waiting for the peers to catch up
+	loadTime, verifyTime, startTime, checkTime, catchUpTime time.Duration
 }
 
 type campaign struct {
@@ -150,7 +153,7 @@ func envInt(t *testing.T, name string, def int) int {
 }
 
 func TestE2EKill9Campaign(t *testing.T) {
-	kills := envInt(t, "FIELDSYNC_CRASHES", 30)
+	kills := envInt(t, "FIELDSYNC_CRASHES", 24)
 	seed := uint64(envInt(t, "FIELDSYNC_CRASH_SEED", 1))
 	only := envInt(t, "FIELDSYNC_CRASH_ONLY", -1)
 	pg := pgtest.Require(t)
@@ -239,6 +242,8 @@ func (cp *campaign) halt() {
 // kill carries out one plan and checks everything after it.
 func (cp *campaign) kill(plan killPlan) error {
 	v := cp.agents[plan.victim]
+	t0 := time.Now()
+	defer func() { cp.n.checkTime += time.Since(t0) }()
 	time.Sleep(plan.delay)
 	if !v.Running() {
 		return fmt.Errorf("%s exited by itself (exit %d):\n%s", v.Name, v.ExitCode(), tail(v.Log(), 30))
@@ -251,6 +256,8 @@ func (cp *campaign) kill(plan killPlan) error {
 		}
 		time.Sleep(time.Duration(plan.rng.IntN(4000)) * time.Microsecond)
 	}
+	cp.n.loadTime += time.Since(t0)
+	t0 = time.Now()
 	cp.classify(v)
 	floor := cp.p.get(v.Name).VersionVector
 	cp.p.forget(v.Name)
@@ -278,6 +285,8 @@ func (cp *campaign) kill(plan killPlan) error {
 			return err
 		}
 	}
+	cp.n.verifyTime += time.Since(t0)
+	t0 = time.Now()
 	logged := len(v.Log())
 	if err := v.Launch(cp.args[v.Name]...); err != nil {
 		return err
@@ -286,6 +295,8 @@ func (cp *campaign) kill(plan killPlan) error {
 		return fmt.Errorf("REFUSED: %s does not start again on its data directory: %w", v.Name, err)
 	}
 	cp.n.repairedOnStart += strings.Count(v.Log()[logged:], "removed an empty log file")
+	cp.n.startTime += time.Since(t0)
+	t0 = time.Now()
 	return cp.check(v, floor, plan)
 }
 
@@ -369,7 +380,11 @@ func (cp *campaign) check(v *harness.Agent, floor map[string]uint64, plan killPl
 	if why, ok := covers(st.VersionVector, floor); !ok {
 		return fmt.Errorf("LOST: %s restarted without ops it showed before the kill: %s", v.Name, why)
 	}
-	if err := cp.catchUp(v, plan); err != nil {
+	t1 := time.Now()
+	err = cp.catchUp(v, plan)
+	cp.n.catchUpTime += time.Since(t1)
+	cp.n.checkTime -= time.Since(t1)
+	if err != nil {
 		return err
 	}
 	n, err := checkReceiptsOnline(c, cp.conn, cp.agents[crashHub], cp.agents[crashA], cp.agents[crashB])
@@ -607,6 +622,9 @@ func (cp *campaign) report(took time.Duration) {
 	t.Logf("  checked: %d acknowledged dossiers (summed over kills), %d files served whole, %d receipt claims against PostgreSQL, %d receipts kept in killed stores, %d ops' hash chains in killed stores",
 		cp.n.dossierChecks, cp.n.fileChecks, cp.n.receiptClaims, cp.n.storedReceipts, cp.n.opsVerified)
 	t.Logf("  empty log files removed at start (kills while badger created one): %d", cp.n.repairedOnStart)
+	t.Logf("  time: %s under load before kills, %s verifying killed stores (and the kills while opening), %s restarting, %s checking, %s for peers to catch up",
+		cp.n.loadTime.Round(time.Second), cp.n.verifyTime.Round(time.Second), cp.n.startTime.Round(time.Second),
+		cp.n.checkTime.Round(time.Second), cp.n.catchUpTime.Round(time.Second))
 	t.Logf("  lost 0, wrong 0, refused starts 0")
 }
 
