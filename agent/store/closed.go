@@ -111,6 +111,24 @@ func readCloseRecord(dir string) (map[string]int64, error) {
 	return sizes, nil
 }
 
+// stale reports whether the store was opened since the record was written
+// (by a build that does not keep records): a log or table file it does not
+// list exists, since badger makes a new value log at every open. A stale
+// record says nothing about the files.
+func stale(dir string, sizes map[string]int64) (bool, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return false, err
+	}
+	for _, e := range entries {
+		name := e.Name()
+		if _, ok := sizes[name]; !ok && (recordedFile(name) || strings.HasSuffix(name, ".mem")) {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
 // checkAgainstCloseRecord refuses a recorded file that is missing or
 // shorter than it was at close.
 func checkAgainstCloseRecord(dir string, sizes map[string]int64) error {

@@ -34,6 +34,14 @@ func prepareFiles(o Options) error {
 		return err
 	}
 	if closed != nil {
+		if old, err := stale(dir, closed); err != nil {
+			return err
+		} else if old {
+			log.Warn("the store's record of its last clean close is older than its files; checking without it", "file", filepath.Join(dir, closeRecordName))
+			closed = nil
+		}
+	}
+	if closed != nil {
 		if err := checkAgainstCloseRecord(dir, closed); err != nil {
 			return err
 		}
