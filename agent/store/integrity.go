@@ -45,7 +45,7 @@ import (
 // block that fails its checksum makes badger's own verification panic, and
 // unverified, it ends reads as if its keys did not exist.
 // Found by flipping bytes in every file of stopped and killed stores
-// (cmd/fieldsync TestE2ECorruptedStoreFile; docs/testing.md).
+// (cmd/fieldsync TestCorruptExplore; docs/testing.md, "Corrupted files").
 //
 // checkFiles tells a torn end from damage before badger opens anything. A
 // torn end is the last write, cut: no more than that write follows it.
@@ -63,11 +63,12 @@ import (
 // is recorded, closed.go, and makes every check exact): a log file cut
 // exactly at an entry boundary, or a memtable log cut to 0 bytes, which
 // reads like a crash while badger created it (removeEmptyLogs); damage in
-// the last two transactions of the active memtable log, or in the last
-// write batch's reach of the newest value log, which read like a torn end. After a memtable log is cut
-// that way the store opens as it stood before the lost writes, like a
-// restored backup: the device's peers send back the ops they hold, and the
-// fork repair handles anything written meanwhile (docs/storage.md).
+// the last two transactions of the active memtable log, or in the reach of
+// the last write batches of the newest value log where no memtable log
+// points, which read like a torn end. After a memtable log is cut that way
+// the store opens as it stood before the lost writes, like a restored
+// backup: the device's peers send back the ops they hold, and the fork
+// repair handles anything written meanwhile (docs/testing.md).
 
 // ErrDamaged: a file of the store is damaged (a *DamageError says which).
 var ErrDamaged = errors.New("store file damaged")
