@@ -27,7 +27,14 @@ FUZZ_TARGETS := \
 CUTS          ?= 200
 POWERCUT_SEED ?= 1
 
-.PHONY: all build test unit fuzz bench demo lint tidy cross clean deps powercut sim
+# The kill -9 campaign (docs/testing.md): `make crash` kills agents CRASHES
+# times; `make test` runs 30 kills of it with the other end-to-end tests.
+# CRASH_SEED picks the schedule; CRASH_ONLY=i repeats kill i's plan.
+CRASHES    ?= 1000
+CRASH_SEED ?= 1
+CRASH_ONLY ?=
+
+.PHONY: all build test unit fuzz bench demo lint tidy cross clean deps powercut sim crash
 
 all: build
 
@@ -61,6 +68,11 @@ fuzz:
 powercut: export FIELDSYNC_REQUIRE_FUSE = 1
 powercut:
 	CUTS=$(CUTS) POWERCUT_SEED=$(POWERCUT_SEED) $(GO) test -count=1 -timeout 90m -v -run '^TestE2EPowerCuts$$' ./cmd/fieldsync
+
+crash: export FIELDSYNC_REQUIRE_POSTGRES = 1
+crash: deps
+	FIELDSYNC_CRASHES=$(CRASHES) FIELDSYNC_CRASH_SEED=$(CRASH_SEED) FIELDSYNC_CRASH_ONLY=$(CRASH_ONLY) \
+		$(GO) test -count=1 -timeout 6h -run '^TestE2EKill9Campaign$$' -v ./cmd/fieldsync/
 
 bench: build
 	$(GO) run ./cmd/bench --bin $(BIN)

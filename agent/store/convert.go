@@ -24,6 +24,12 @@ func Copy(src, dst Options) (keys uint64, err error) {
 		return 0, fmt.Errorf("copy store: destination: %w", err)
 	}
 	var srcFailed, dstFailed atomic.Bool
+	// An empty log file left by a kill of an earlier open makes badger
+	// refuse even a read-only open (deleting it changes nothing held), and
+	// a damaged file would be copied short.
+	if err := prepareFiles(src); err != nil {
+		return 0, fmt.Errorf("copy store: %w", err)
+	}
 	in, err := openBadger(src.badgerOptions(&srcFailed).WithReadOnly(true))
 	if err != nil {
 		return 0, fmt.Errorf("copy store: open %s: %w", src.Dir, err)

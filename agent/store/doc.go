@@ -38,6 +38,13 @@
 // value log, which CollectGarbage reclaims; the agent calls it when idle.
 //
 // Every value read back from the value log is checked against its checksum;
-// a head is checked against the op it names at Open. Integrity against
-// tampering comes from the ops' signatures, checked at Ingest.
+// a head is checked against the op it names, and that op's record, at Open.
+// Before badger opens, Open refuses the files badger would cut or misread
+// (a damaged memtable log, value log or MANIFEST that badger would take for
+// the torn end of a crash, a damaged table), naming the file in a
+// [DamageError], and removes the empty log file a kill while badger created
+// it leaves; Close records the files' sizes so that the next Open checks a
+// cleanly closed store exactly (integrity.go, closed.go, repair.go).
+// Integrity against tampering comes from the ops' signatures, checked at
+// Ingest.
 package store

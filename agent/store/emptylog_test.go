@@ -52,7 +52,7 @@ func TestEmptyLogsStayWhileTheStoreIsOpen(t *testing.T) {
 	if err := os.WriteFile(empty, nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if err := removeEmptyLogs(dir, quietLogger()); err != nil {
+	if err := prepareFiles(testOptions(dir)); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := os.Stat(empty); err != nil {

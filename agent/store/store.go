@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"path/filepath"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -20,6 +22,7 @@ import (
 type Store struct {
 	db  *badger.DB
 	dir string
+	log *slog.Logger
 
 	// wmu serialises writers (Write, Ingest, PutCredential, NotePeerHolds,
 	// adopting self). Fields marked "writers" are only touched under it.
@@ -73,6 +76,7 @@ func Open(opts Options) (*Store, error) {
 	}
 	s := &Store{
 		dir:        opts.Dir,
+		log:        opts.logger(),
 		verifyAll:  opts.VerifyEverySignature,
 		maySettle:  opts.MaySettle,
 		indexKeys:  opts.IndexKeys,
@@ -84,16 +88,18 @@ func Open(opts Options) (*Store, error) {
 		peers:      map[string]uint64{},
 		creates:    map[string][]uint64{},
 	}
-	logger := opts.Logger
-	if logger == nil {
-		logger = slog.Default()
-	}
-	if err := removeEmptyLogs(opts.Dir, logger); err != nil {
+	if err := prepareFiles(opts); err != nil {
 		return nil, fmt.Errorf("open store %s: %w", opts.Dir, err)
 	}
 	db, err := badger.Open(opts.badgerOptions(&s.syncFailed))
 	if errors.Is(err, badger.ErrEncryptionKeyMismatch) {
-		return nil, fmt.Errorf("open store %s: %w", opts.Dir, ErrKeyMismatch)
+		// The passphrase was checked by then (the vault's AEAD), so a
+		// mismatch can also mean a damaged key registry.
+		return nil, fmt.Errorf("open store %s: %w (or its KEYREGISTRY file is damaged)", opts.Dir, ErrKeyMismatch)
+	}
+	if err != nil && (strings.Contains(err.Error(), "data key") || strings.Contains(err.Error(), "key registry")) {
+		// badger's messages about its key registry do not name the file.
+		return nil, fmt.Errorf("open store %s: %w", opts.Dir, &DamageError{File: filepath.Join(opts.Dir, badger.KeyRegistryFileName), Offset: -1, Reason: err.Error()})
 	}
 	if err != nil {
 		return nil, fmt.Errorf("open store %s: %w", opts.Dir, err)
@@ -274,6 +280,15 @@ func checkHead(txn *badger.Txn, origin string, h crdt.Head) error {
 	if !found || crdt.Unmarshal(b, &sg) != nil || crdt.Hash(sg.Body) != h.Hash {
 		return fmt.Errorf("head of %s names op %d, which is missing or damaged", origin, h.Seq)
 	}
+	// The record that op wrote went into the value log in the same
+	// transaction (or later, rewritten by a later op): a value log cut
+	// short loses it even where the op itself is small enough to live in
+	// the tree (found by truncating the newest file of a stopped store).
+	if op, err := crdt.DecodeOp(sg.Body); err == nil {
+		if _, _, err := get(txn, recordKey(op.Record)); err != nil {
+			return fmt.Errorf("record %s, written by op %d of %s, does not read back: %w", op.Record, h.Seq, origin, err)
+		}
+	}
 	if _, found, err := get(txn, opKey(origin, h.Seq+1)); err != nil {
 		return err
 	} else if found {
@@ -297,6 +312,12 @@ func (s *Store) Close() error {
 	s.life.Unlock()
 	if err := s.db.Close(); err != nil {
 		return fmt.Errorf("close store %s: %w", s.dir, err)
+	}
+	if s.failed == nil {
+		// Without it the next open checks less, nothing more: not fatal.
+		if err := writeCloseRecord(s.dir); err != nil {
+			s.log.Warn("could not record the clean close of the store", "dir", s.dir, "err", err)
+		}
 	}
 	return nil
 }

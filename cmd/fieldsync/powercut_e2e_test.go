@@ -52,8 +52,8 @@ func envUint(t *testing.T, name string, def uint64) uint64 {
 	return v
 }
 
-// campaign is the state the rounds share.
-type campaign struct {
+// powerCuts is the state the rounds share.
+type powerCuts struct {
 	t       *testing.T
 	rng     *rand.Rand
 	fsys    *lazyfs.FS
@@ -111,7 +111,7 @@ func TestE2EPowerCuts(t *testing.T) {
 	// Cleanups run last first: kill the laptop before lazyfs unmounts.
 	t.Cleanup(laptop.Kill)
 
-	k := &campaign{t: t, rng: rand.New(rand.NewPCG(seed, 0x5eed)), fsys: fsys, laptop: laptop, peer: peer,
+	k := &powerCuts{t: t, rng: rand.New(rand.NewPCG(seed, 0x5eed)), fsys: fsys, laptop: laptop, peer: peer,
 		disk: filepath.Join(fsys.Backing(), "laptop"), scratch: t.TempDir(),
 		acked: map[string]string{}, peerAcked: map[string]string{}}
 	began := time.Now()
@@ -136,7 +136,7 @@ func TestE2EPowerCuts(t *testing.T) {
 // round runs the laptop until one power cut, then restarts the file
 // system. The checks of what the cut kept run at the start of the next
 // round (and after the last), with the power on.
-func (k *campaign) round(i int) {
+func (k *powerCuts) round(i int) {
 	t := k.t
 	// Every draw of the round comes first, so the generator's stream does
 	// not depend on timing: a seed always gives the same schedule.
@@ -246,7 +246,7 @@ func (k *campaign) round(i int) {
 
 // reboot completes the cut: the file system keeps what survives and
 // mounts again.
-func (k *campaign) reboot(i int) {
+func (k *powerCuts) reboot(i int) {
 	if err := k.fsys.Restart(); err != nil {
 		k.t.Fatalf("cut %d: restart the file system: %v", i, err)
 	}
@@ -258,7 +258,7 @@ func (k *campaign) reboot(i int) {
 // anything lost), and checks it holds every dossier the laptop
 // acknowledged, with the fields it was sent with. The agent then recovers
 // the disk itself.
-func (k *campaign) checkDisk(i int) {
+func (k *powerCuts) checkDisk(i int) {
 	t := k.t
 	cp := filepath.Join(k.scratch, "disk")
 	defer os.RemoveAll(cp)
@@ -306,7 +306,7 @@ func (k *campaign) checkDisk(i int) {
 // startLaptop starts the laptop agent, joined to the peer. A start that
 // fails because the power was cut during it is not an error: it returns
 // nil and the caller sees the file system off.
-func (k *campaign) startLaptop() error {
+func (k *powerCuts) startLaptop() error {
 	err := k.laptop.StartUntil(k.fsys.Off(), "--join", k.peer.Listen)
 	if err != nil {
 		select {
@@ -321,7 +321,7 @@ func (k *campaign) startLaptop() error {
 
 // verify checks the running laptop holds every dossier it acknowledged,
 // with the fields sent, then that it converges with the peer.
-func (k *campaign) verify(i int) {
+func (k *powerCuts) verify(i int) {
 	t := k.t
 	defer k.checkPowerOn(i)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -402,7 +402,7 @@ func (k *campaign) verify(i int) {
 
 // checkPowerOn fails the test if the file system went off during a check:
 // the checks must see what the last cut kept, not a new cut.
-func (k *campaign) checkPowerOn(i int) {
+func (k *powerCuts) checkPowerOn(i int) {
 	select {
 	case <-k.fsys.Off():
 		k.t.Fatalf("after cut %d: the power went off during the checks (a bug of the campaign)", i)
@@ -411,7 +411,7 @@ func (k *campaign) checkPowerOn(i int) {
 }
 
 // capture creates n dossiers on a, one at a time.
-func (k *campaign) capture(a *harness.Agent, acked map[string]string, n int) {
+func (k *powerCuts) capture(a *harness.Agent, acked map[string]string, n int) {
 	for range n {
 		if !k.captureOne(a, acked) {
 			k.t.Fatalf("capture on %s failed", a.Name)
@@ -420,7 +420,7 @@ func (k *campaign) capture(a *harness.Agent, acked map[string]string, n int) {
 }
 
 // captureOne creates one dossier on a and records it if acknowledged.
-func (k *campaign) captureOne(a *harness.Agent, acked map[string]string) bool {
+func (k *powerCuts) captureOne(a *harness.Agent, acked map[string]string) bool {
 	k.mu.Lock()
 	k.n++
 	n := k.n

@@ -96,6 +96,16 @@ var ErrStartStopped = errors.New("start stopped")
 // the process and returns ErrStartStopped (the power-cut campaign stops
 // waiting for an agent whose disk went away under it).
 func (a *Agent) StartUntil(stop <-chan struct{}, extra ...string) error {
+	if err := a.Launch(extra...); err != nil {
+		return err
+	}
+	return a.waitReady(stop, 20*time.Second)
+}
+
+// Launch starts the agent process with extra flags and returns at once,
+// without waiting for its API (so a test can kill it while it opens its
+// store). WaitReady waits for it.
+func (a *Agent) Launch(extra ...string) error {
 	sub := "agent"
 	if a.Role == "hub" {
 		sub = "hub"
@@ -121,7 +131,19 @@ func (a *Agent) StartUntil(stop <-chan struct{}, extra ...string) error {
 	}
 	a.done = make(chan struct{})
 	go func(cmd *exec.Cmd, done chan struct{}) { cmd.Wait(); close(done) }(a.cmd, a.done)
-	deadline := time.Now().Add(20 * time.Second)
+	return nil
+}
+
+// WaitReady waits until the launched agent's API answers. If the process
+// exits first, or does not answer within timeout (then it is killed), the
+// error holds its log.
+func (a *Agent) WaitReady(timeout time.Duration) error { return a.waitReady(nil, timeout) }
+
+func (a *Agent) waitReady(stop <-chan struct{}, timeout time.Duration) error {
+	if a.done == nil {
+		return fmt.Errorf("agent %s was never launched", a.Name)
+	}
+	deadline := time.Now().Add(timeout)
 	for time.Now().Before(deadline) {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		_, err := a.Client.Status(ctx)
@@ -139,7 +161,7 @@ func (a *Agent) StartUntil(stop <-chan struct{}, extra ...string) error {
 		}
 	}
 	a.Kill()
-	return fmt.Errorf("agent %s did not answer within 20s:\n%s", a.Name, a.log.String())
+	return fmt.Errorf("agent %s did not answer within %s:\n%s", a.Name, timeout, a.log.String())
 }
 
 // Running reports whether the process is alive.
@@ -178,6 +200,15 @@ func (a *Agent) Kill() {
 	}
 	a.cmd.Process.Kill()
 	<-a.done
+}
+
+// ExitCode is the exit status of the agent's last process: -1 while it
+// runs, never launched, or when it was killed by a signal.
+func (a *Agent) ExitCode() int {
+	if a.Running() || a.cmd == nil || a.cmd.ProcessState == nil {
+		return -1
+	}
+	return a.cmd.ProcessState.ExitCode()
 }
 
 // Pid is the process id of the running agent.
