@@ -526,14 +526,15 @@ func TestE2EBadChunksAreRefusedAndCounted(t *testing.T) {
 		}
 	}
 	send(&wire.Message{Hello: &wire.Hello{VV: map[string]uint64{devA.ID(): uint64(len(ops))}, Chunks: true}})
-	send(&wire.Message{Batch: &wire.Batch{N: 1, Ops: ops, Creds: []wire.Credential{{Origin: devA.ID(), Raw: credA}}}})
-	// A chunk of the file, before anyone asked for it.
+	// A chunk of the file, before anyone asked for it: B does not even
+	// hold the manifest yet.
 	var some [32]byte
 	for h := range chunks {
 		some = h
 		break
 	}
 	send(&wire.Message{Chunk: &wire.Chunk{Hash: some[:], Data: chunks[some]}})
+	send(&wire.Message{Batch: &wire.Batch{N: 1, Ops: ops, Creds: []wire.Credential{{Origin: devA.ID(), Raw: credA}}}})
 	altered := false
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
