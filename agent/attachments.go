@@ -189,21 +189,32 @@ func (a *Agent) attachmentsUpstream() (map[string]int64, int) {
 		pending[string(k)] = 0
 	}
 	n := 0
+	var readErr error
 	err := a.store.ManifestOpsAfter(a.safeAttached(), func(mo store.ManifestOp) bool {
-		value, found, err := a.store.Manifest(mo.File)
-		if err != nil || !found {
+		m, ok, err := a.indexedManifest(mo.File)
+		if !ok {
+			readErr = err
 			return err == nil
-		}
-		m, err := attach.DecodeFieldValue(value)
-		if err != nil {
-			return true
 		}
 		pending[string(m.Kind)] += m.Size
 		n++
 		return true
 	})
+	err = errors.Join(err, readErr)
 	if err != nil && !errors.Is(err, store.ErrClosed) {
 		a.log.Warn("count attachments not delivered", "err", err)
 	}
 	return pending, n
+}
+
+// indexedManifest reads and decodes the manifest the x/a/ index holds for
+// file. ok is false when none is indexed or it does not decode; err is the
+// store's.
+func (a *Agent) indexedManifest(file [32]byte) (m attach.Manifest, ok bool, err error) {
+	value, found, err := a.store.Manifest(file)
+	if err != nil || !found {
+		return attach.Manifest{}, false, err
+	}
+	m, err = attach.DecodeFieldValue(value)
+	return m, err == nil, nil
 }

@@ -51,12 +51,8 @@ func (a *Agent) pruneOnce() (freed int64, files int, err error) {
 		return 0, 0, err
 	}
 	manifest := func(file [32]byte) (attach.Manifest, bool) {
-		value, found, err := a.store.Manifest(file)
-		if err != nil || !found {
-			return attach.Manifest{}, false
-		}
-		m, err := attach.DecodeFieldValue(value)
-		return m, err == nil
+		m, ok, _ := a.indexedManifest(file)
+		return m, ok
 	}
 	// What is still to deliver keeps its chunks.
 	keepFile := map[[32]byte]bool{}

@@ -247,27 +247,11 @@ type attachLink struct {
 // hub holds every file and the link has gone quiet.
 func attachUpload(ctx context.Context, c *harness.Cluster, sender *harness.Agent, at harness.Attachments, name string, cutAfter int64) (attachLink, error) {
 	var u attachLink
-	hub, err := c.Provision(name, "hub")
+	hub, proxy, t0, stop, err := startUplink(c, sender, name, cutAfter)
 	if err != nil {
 		return u, err
 	}
-	if err := hub.Start(); err != nil {
-		return u, err
-	}
-	defer hub.Stop()
-	proxy, err := harness.NewProxy(hub.Listen)
-	if err != nil {
-		return u, err
-	}
-	defer proxy.Close()
-	if cutAfter > 0 {
-		proxy.CutAfter(cutAfter)
-	}
-	t0 := time.Now()
-	if err := sender.Start("--hub", proxy.Addr); err != nil {
-		return u, err
-	}
-	defer sender.Stop()
+	defer stop()
 	var st api.AttachmentStatus
 	if err := harness.WaitFor(10*time.Minute, func() (bool, error) {
 		if ctx.Err() != nil {

@@ -198,27 +198,11 @@ func hubCut(ctx context.Context, r hubRun) ([]figure, linkUpload, error) {
 // it waits until the hub holds every op and the link has gone quiet.
 func uploadThroughProxy(ctx context.Context, r hubRun, name string, cutAfter int64) (linkUpload, error) {
 	var u linkUpload
-	hub, err := r.c.Provision(name, "hub")
+	hub, proxy, t0, stop, err := startUplink(r.c, r.sender, name, cutAfter)
 	if err != nil {
 		return u, err
 	}
-	if err := hub.Start(); err != nil {
-		return u, err
-	}
-	defer hub.Stop()
-	proxy, err := harness.NewProxy(hub.Listen)
-	if err != nil {
-		return u, err
-	}
-	defer proxy.Close()
-	if cutAfter > 0 {
-		proxy.CutAfter(cutAfter)
-	}
-	t0 := time.Now()
-	if err := r.sender.Start("--hub", proxy.Addr); err != nil {
-		return u, err
-	}
-	defer r.sender.Stop()
+	defer stop()
 	if err := harness.WaitFor(5*time.Minute, func() (bool, error) {
 		if ctx.Err() != nil {
 			return false, ctx.Err()
@@ -246,6 +230,34 @@ func uploadThroughProxy(ctx context.Context, r hubRun, name string, cutAfter int
 	u.cuts = proxy.Cuts()
 	u.duplicates = st.DuplicateOps
 	return u, nil
+}
+
+// startUplink starts a fresh hub, a proxy in front of it cutting after
+// cutAfter bytes (0: never), and sender with --hub at the proxy, and returns
+// when the sender started; stop stops all three.
+func startUplink(c *harness.Cluster, sender *harness.Agent, name string, cutAfter int64) (hub *harness.Agent, proxy *harness.Proxy, started time.Time, stop func(), err error) {
+	hub, err = c.Provision(name, "hub")
+	if err != nil {
+		return nil, nil, started, nil, err
+	}
+	if err := hub.Start(); err != nil {
+		return nil, nil, started, nil, err
+	}
+	proxy, err = harness.NewProxy(hub.Listen)
+	if err != nil {
+		hub.Stop()
+		return nil, nil, started, nil, err
+	}
+	if cutAfter > 0 {
+		proxy.CutAfter(cutAfter)
+	}
+	started = time.Now()
+	if err := sender.Start("--hub", proxy.Addr); err != nil {
+		proxy.Close()
+		hub.Stop()
+		return nil, nil, started, nil, err
+	}
+	return hub, proxy, started, func() { sender.Stop(); proxy.Close(); hub.Stop() }, nil
 }
 
 // quiet waits until the proxy has carried nothing for calm, at most limit.

@@ -1,8 +1,6 @@
 package main
 
 import (
-	"context"
-	"crypto/ed25519"
 	"strings"
 	"testing"
 	"time"
@@ -11,7 +9,6 @@ import (
 	"github.com/fieldsync/fieldsync/agent/export"
 	"github.com/fieldsync/fieldsync/agent/export/pgtest"
 	"github.com/fieldsync/fieldsync/agent/identity"
-	"github.com/fieldsync/fieldsync/agent/transport"
 	"github.com/fieldsync/fieldsync/agent/wire"
 	"github.com/fieldsync/fieldsync/cmd/internal/harness"
 	"github.com/fieldsync/fieldsync/crdt"
@@ -256,33 +253,8 @@ func TestE2EHubRefusesForgedAndAlteredOps(t *testing.T) {
 // returns the heads of the agent's acknowledgement.
 func sendBatch(t *testing.T, dev *identity.Device, cred []byte, addr string, b *wire.Batch) map[string]uint64 {
 	t.Helper()
-	tc := transport.DefaultConfig()
-	tc.Listen = "127.0.0.1:0"
-	tc.Key = dev.Private
-	tc.Credential = cred
-	tc.Admit = func(pub ed25519.PublicKey, raw []byte) (transport.Peer, error) {
-		c, err := identity.UnmarshalCredential(raw)
-		if err != nil {
-			return transport.Peer{}, err
-		}
-		return transport.Peer{DeviceID: c.DeviceID, Name: c.Name}, dev.Verifier().VerifyPeer(c, pub, time.Now())
-	}
-	h, err := transport.New(tc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer h.Close()
-	cctx, cancel := context.WithTimeout(ctx, 20*time.Second)
-	defer cancel()
-	peerID, err := h.ConnectAddr(cctx, addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := h.Open(cctx, peerID, wire.Protocol)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Reset()
+	st, cleanup := openSync(t, dev, cred, addr)
+	defer cleanup()
 	st.SetDeadline(time.Now().Add(20 * time.Second))
 	w, r := wire.NewWriter(st), wire.NewReader(st)
 	if err := w.Write(&wire.Message{Hello: &wire.Hello{VV: map[string]uint64{}}}); err != nil {
