@@ -145,13 +145,16 @@ func TestE2EAttachmentsReachEveryLaptop(t *testing.T) {
 	attachmentsDone(t, d, files, 90*time.Second)
 }
 
-// A transfer cut halfway resumes from another laptop: B gets about half of
+// A transfer cut midway resumes from another laptop: B gets about a third of
 // the files from A, A dies, and B gets the rest from C, asking C for no
 // chunk B already holds beyond one window.
 func TestE2EAttachmentTransferResumesFromAnotherLaptop(t *testing.T) {
 	c := cluster(t)
 	a := start(t, c, "laptop-a")
-	recs, files := capture(t, a, 10, 2_000_000, 2)
+	// 72 MB: loopback moves it in about a second, long enough for the
+	// watch below (every 5 ms) to see B a third of the way and kill A
+	// before the rest arrives; 20 MB once went whole between two looks.
+	recs, files := capture(t, a, 12, 6_000_000, 2)
 	total := chunksOf(files)
 	l3 := start(t, c, "laptop-c", a)
 	converge(t, recs, l3)
@@ -162,11 +165,14 @@ func TestE2EAttachmentTransferResumesFromAnotherLaptop(t *testing.T) {
 	b := start(t, c, "laptop-b", a)
 	// Received counts chunks stored; those arrived and waiting to be
 	// stored in a batch (Storing) are B's too, and A's death loses none.
-	if err := harness.WaitFor(60*time.Second, func() (bool, error) {
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(5 * time.Millisecond) {
 		st := status(t, b).Attachments
-		return st.ReceivedChunks+uint64(st.Storing) >= uint64(total/2), nil
-	}); err != nil {
-		t.Fatalf("B: %+v", status(t, b).Attachments)
+		if st.ReceivedChunks+uint64(st.Storing) >= uint64(total/3) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("B: %+v", st)
+		}
 	}
 	a.Kill()
 	if err := harness.WaitFor(30*time.Second, func() (bool, error) {
