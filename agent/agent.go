@@ -51,6 +51,7 @@ type Agent struct {
 
 	isHub       bool
 	up          upstream
+	upAttach    upstreamAttachments
 	exporter    exporter      // nil unless a hub with --postgres
 	files       hubFiles      // a hub's attachments: receipt loop only (hubattach.go)
 	receiptWake chan struct{} // hub: new ops may need a receipt

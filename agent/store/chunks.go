@@ -64,24 +64,24 @@ type ChunkData struct {
 	Data []byte
 }
 
-// MaxChunkBatch is the most chunk bytes PutChunks writes in one
-// transaction: 4 MiB. A larger batch is committed in several, each durable
-// before the next is written.
-const MaxChunkBatch = 4 << 20
+// MaxChunkBatch is the most chunk bytes PutChunks writes with one sync: 8
+// MiB. A larger batch is written in several, each durable before the next.
+const MaxChunkBatch = 8 << 20
 
-// PutChunks keeps chunks received from anywhere, as PutChunk does, but in one
-// transaction, so a batch costs one commit and one sync to disk instead of
-// one per chunk. Each chunk is checked against its hash first, outside the
-// store's write lock; the positions in chunks of those that do not match are
-// returned in bad, in order, and nothing of them is written. A chunk already
-// held, or given twice, is written once. When the error is nil every chunk
-// not in bad is held and durable; on an error, any of them may be missing
-// (chunks are content-addressed, so writing one again is harmless). The
-// caller keeps chunks, which PutChunks does not retain.
+// PutChunks keeps chunks received from anywhere, as PutChunk does, but in
+// batches: the bytes go to a chunk pack with one write and one sync, then
+// their pointers to badger in one commit (packs.go). Each chunk is checked
+// against its hash first, outside the store's write lock; the positions in
+// chunks of those that do not match are returned in bad, in order, and
+// nothing of them is written. A chunk already held, or given twice, is
+// written once. When the error is nil every chunk not in bad is held and
+// durable; on an error, any of them may be missing (chunks are
+// content-addressed, so writing one again is harmless). The caller keeps
+// chunks, which PutChunks does not retain.
 func (s *Store) PutChunks(chunks []ChunkData) (bad []int, err error) {
 	good := make([]bool, len(chunks))
 	for i, c := range chunks {
-		if sha256.Sum256(c.Data) == c.Hash {
+		if sha256.Sum256(c.Data) == c.Hash && len(c.Data) <= maxChunkSize {
 			good[i] = true
 		} else {
 			bad = append(bad, i)
@@ -99,64 +99,108 @@ func (s *Store) PutChunks(chunks []ChunkData) (bad []int, err error) {
 	if err := s.checkFailed(); err != nil {
 		return bad, fmt.Errorf("put chunks: %w", err)
 	}
-	txn := s.db.NewTransaction(true)
-	defer func() { txn.Discard() }() // txn moves on after a partial commit
-	seen := make(map[[32]byte]bool, len(chunks))
-	staged := 0
-	for i, c := range chunks {
-		if !good[i] || seen[c.Hash] {
-			continue
-		}
-		seen[c.Hash] = true
-		key := chunkKey(c.Hash)
-		if _, err := txn.Get(key); err == nil {
-			continue // held
-		} else if !errors.Is(err, badger.ErrKeyNotFound) {
-			return bad, fmt.Errorf("put chunks: look up chunk: %w", err)
-		}
-		if staged > 0 && staged+len(c.Data) > MaxChunkBatch {
-			if err := s.commit(txn); err != nil {
-				return bad, fmt.Errorf("put chunks: %w", err)
+	var fresh []ChunkData
+	err = s.db.View(func(txn *badger.Txn) error {
+		seen := make(map[[32]byte]bool, len(chunks))
+		for i, c := range chunks {
+			if !good[i] || seen[c.Hash] {
+				continue
 			}
-			txn = s.db.NewTransaction(true)
-			staged = 0
+			seen[c.Hash] = true
+			held, err := chunkHeld(txn, c.Hash)
+			if err != nil {
+				return err
+			}
+			if !held {
+				fresh = append(fresh, c)
+			}
 		}
-		if err := txn.Set(key, c.Data); err != nil {
+		return nil
+	})
+	if err != nil {
+		return bad, fmt.Errorf("put chunks: look up chunk: %w", err)
+	}
+	for len(fresh) > 0 {
+		n, size := 0, 0
+		for n < len(fresh) && (n == 0 || size+len(fresh[n].Data) <= MaxChunkBatch) {
+			size += len(fresh[n].Data)
+			n++
+		}
+		// Bytes first, pointers once the bytes are durable: a crash
+		// between the two leaves garbage in the pack, never a pointer to
+		// bytes that are not there.
+		ptrs, err := s.packs.append(fresh[:n])
+		if err != nil {
 			return bad, fmt.Errorf("put chunks: %w", err)
 		}
-		staged += len(c.Data)
-		s.trim.note(len(c.Data))
-	}
-	if staged == 0 {
-		return bad, nil
-	}
-	if err := s.commit(txn); err != nil {
-		return bad, fmt.Errorf("put chunks: %w", err)
+		txn := s.db.NewTransaction(true)
+		for i, p := range ptrs {
+			if err := txn.Set(packedKey(fresh[i].Hash), p.bytes()); err != nil {
+				txn.Discard()
+				return bad, fmt.Errorf("put chunks: %w", err)
+			}
+		}
+		err = s.commit(txn)
+		txn.Discard()
+		if err != nil {
+			return bad, fmt.Errorf("put chunks: %w", err)
+		}
+		fresh = fresh[n:]
 	}
 	return bad, nil
 }
 
+// chunkHeld reports whether a chunk is held, in badger (a/) or in a pack
+// (b/).
+func chunkHeld(txn *badger.Txn, hash [32]byte) (bool, error) {
+	for _, key := range [][]byte{packedKey(hash), chunkKey(hash)} {
+		_, err := txn.Get(key)
+		if err == nil {
+			return true, nil
+		}
+		if !errors.Is(err, badger.ErrKeyNotFound) {
+			return false, err
+		}
+	}
+	return false, nil
+}
+
 // Chunk returns a copy of the chunk with this hash, or an error wrapping
-// ErrNoChunk.
+// ErrNoChunk. Bytes in a pack that do not authenticate are a *DamageError
+// naming the pack: never served.
 func (s *Store) Chunk(hash [32]byte) ([]byte, error) {
 	if err := s.enter(); err != nil {
 		return nil, err
 	}
 	defer s.leave()
+	s.packs.gc.RLock()
+	defer s.packs.gc.RUnlock()
 	var data []byte
+	var ptr []byte
 	err := s.db.View(func(txn *badger.Txn) error {
 		var found bool
 		var err error
+		if ptr, found, err = get(txn, packedKey(hash)); err != nil || found {
+			return err
+		}
 		data, found, err = get(txn, chunkKey(hash))
 		if err == nil && !found {
 			return ErrNoChunk
 		}
 		return err
 	})
+	if err == nil && ptr != nil {
+		var p packPtr
+		if p, err = parsePackPtr(ptr); err == nil {
+			data, err = s.packs.read(p, hash)
+		}
+	}
 	if err != nil {
 		return nil, fmt.Errorf("read chunk %x: %w", hash[:6], err)
 	}
-	s.trim.note(len(data))
+	if ptr == nil {
+		s.trim.note(len(data))
+	}
 	return data, nil
 }
 
@@ -172,11 +216,8 @@ func (s *Store) HasChunk(hash [32]byte) (bool, error) {
 func (s *Store) hasChunk(hash [32]byte) (bool, error) {
 	var found bool
 	err := s.db.View(func(txn *badger.Txn) error {
-		_, err := txn.Get(chunkKey(hash))
-		if errors.Is(err, badger.ErrKeyNotFound) {
-			return nil
-		}
-		found = err == nil
+		var err error
+		found, err = chunkHeld(txn, hash)
 		return err
 	})
 	if err != nil {
@@ -195,12 +236,12 @@ func (s *Store) MissingChunks(hashes [][32]byte) ([][32]byte, error) {
 	var missing [][32]byte
 	err := s.db.View(func(txn *badger.Txn) error {
 		for _, h := range hashes {
-			_, err := txn.Get(chunkKey(h))
-			switch {
-			case errors.Is(err, badger.ErrKeyNotFound):
-				missing = append(missing, h)
-			case err != nil:
+			held, err := chunkHeld(txn, h)
+			if err != nil {
 				return err
+			}
+			if !held {
+				missing = append(missing, h)
 			}
 		}
 		return nil
@@ -212,14 +253,25 @@ func (s *Store) MissingChunks(hashes [][32]byte) ([][32]byte, error) {
 }
 
 // ChunkStats counts the chunks held and their bytes (as badger estimates
-// them from its value pointers, within a few bytes a chunk). It reads keys
-// only.
+// them from its value pointers, within a few bytes a chunk, and from the
+// pack pointers, exactly). It reads keys only, and pack pointers.
 func (s *Store) ChunkStats() (chunks int, bytes int64, err error) {
 	if err := s.enter(); err != nil {
 		return 0, 0, err
 	}
 	defer s.leave()
 	err = s.db.View(func(txn *badger.Txn) error {
+		if err := scan(txn, prefixPacked, true, func(_, v []byte) error {
+			p, err := parsePackPtr(v)
+			if err != nil {
+				return err
+			}
+			chunks++
+			bytes += int64(p.n) - packOverhead
+			return nil
+		}); err != nil {
+			return err
+		}
 		itOpts := badger.DefaultIteratorOptions
 		itOpts.Prefix = []byte(prefixChunk)
 		itOpts.PrefetchValues = false

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"path/filepath"
 	"sync/atomic"
 )
 
@@ -49,14 +50,83 @@ func Copy(src, dst Options) (keys uint64, err error) {
 	loadErr := out.Load(pr, 64)
 	_ = pr.CloseWithError(errors.New("load ended"))
 	backupErr := <-done
+	var packErr error
+	if backupErr == nil && loadErr == nil {
+		packErr = copyPacks(src, dst, out)
+	}
 	closeErr := out.Close()
-	if err := errors.Join(backupErr, loadErr, closeErr); err != nil {
+	if err := errors.Join(backupErr, loadErr, packErr, closeErr); err != nil {
 		return 0, fmt.Errorf("copy store %s to %s: %w", src.Dir, dst.Dir, err)
 	}
 	if dstFailed.Load() {
 		return 0, fmt.Errorf("copy store to %s: a write did not reach the disk", dst.Dir)
 	}
 	return countKeys(dst)
+}
+
+// copyPacks reseals the chunks of src's packs into dst's under dst's key,
+// and points the copied b/ keys of out (dst's badger, holding src's
+// pointers after the load) at them: badger's copy moved the pointers, not
+// the bytes.
+func copyPacks(src, dst Options, out *badger.DB) error {
+	from, err := openPacks(filepath.Join(src.Dir, packDirName), src.EncryptionKey)
+	if err != nil {
+		return err
+	}
+	defer from.close()
+	to, err := openPacks(filepath.Join(dst.Dir, packDirName), dst.EncryptionKey)
+	if err != nil {
+		return err
+	}
+	defer to.close()
+	type named struct {
+		hash [32]byte
+		ptr  packPtr
+	}
+	var todo []named
+	err = out.View(func(txn *badger.Txn) error {
+		return scan(txn, prefixPacked, true, func(k, v []byte) error {
+			p, err := parsePackPtr(v)
+			if err != nil {
+				return err
+			}
+			var h [32]byte
+			copy(h[:], k[len(prefixPacked):])
+			todo = append(todo, named{h, p})
+			return nil
+		})
+	})
+	if err != nil {
+		return err
+	}
+	for len(todo) > 0 {
+		var batch []ChunkData
+		size := 0
+		for len(todo) > 0 && (len(batch) == 0 || size+int(todo[0].ptr.n) <= MaxChunkBatch) {
+			data, err := from.read(todo[0].ptr, todo[0].hash)
+			if err != nil {
+				return err
+			}
+			batch = append(batch, ChunkData{Hash: todo[0].hash, Data: data})
+			size += len(data)
+			todo = todo[1:]
+		}
+		ptrs, err := to.append(batch)
+		if err != nil {
+			return err
+		}
+		wb := out.NewWriteBatch()
+		for i, p := range ptrs {
+			if err := wb.Set(packedKey(batch[i].Hash), p.bytes()); err != nil {
+				wb.Cancel()
+				return err
+			}
+		}
+		if err := wb.Flush(); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // countKeys counts the keys of a closed store.

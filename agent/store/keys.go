@@ -43,6 +43,9 @@ import (
 //	F/, y/               fork evidence and ops of losing branches (fork.go)
 //	a/<sha256 32B>       an attachment chunk's bytes (≤ 64 KiB), keyed by their
 //	                     SHA-256: identical chunks are stored once (chunks.go)
+//	b/<sha256 32B>       16B: where a chunk received from a peer is kept, in a
+//	                     chunk pack (packs.go): pack id 4B, offset 8B,
+//	                     record length 4B; a chunk is under a/ or b/
 //	u/<sha256 32B>       empty: the chunk a/<sha256> was written by a local
 //	                     upload no committed manifest op refers to yet;
 //	                     deleted in the manifest op's transaction, and every
@@ -77,6 +80,7 @@ const (
 	prefixHistory  = "x/h/"
 	prefixIndex    = "x/i/"
 	prefixChunk    = "a/"
+	prefixPacked   = "b/"
 	prefixUpload   = "u/"
 	prefixManifest = "x/a/"
 	prefixManTime  = "x/at/"
@@ -141,6 +145,8 @@ func historyKey(record, origin string, seq uint64) []byte {
 func indexKey(key, record string) []byte { return []byte(prefixIndex + key + "\x00" + record) }
 
 func chunkKey(h [32]byte) []byte { return append([]byte(prefixChunk), h[:]...) }
+
+func packedKey(h [32]byte) []byte { return append([]byte(prefixPacked), h[:]...) }
 
 func uploadKey(h [32]byte) []byte { return append([]byte(prefixUpload), h[:]...) }
 

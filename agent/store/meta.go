@@ -219,7 +219,8 @@ func (s *Store) indexOwnCreates(origin string) ([]uint64, error) {
 // CollectGarbage reclaims value log space held by values no longer live:
 // record states replaced by later ops. It rewrites each value log file whose
 // share of garbage is at least discardRatio (0 < discardRatio < 1; 0.5 is a
-// good default) and returns how many it rewrote. It runs alongside reads and
+// good default), then collects the chunk packs (collectPacks), and returns
+// how many value log files it rewrote and packs it deleted. It runs alongside reads and
 // writes; the agent calls it from its safety pass, every 10 minutes while idle (an hour of field work leaves little
 // garbage: creates write none, each update one record state).
 func (s *Store) CollectGarbage(discardRatio float64) (int, error) {
@@ -237,7 +238,8 @@ func (s *Store) CollectGarbage(discardRatio float64) (int, error) {
 		case err == nil:
 			n++
 		case errors.Is(err, badger.ErrNoRewrite), errors.Is(err, badger.ErrRejected):
-			return n, nil
+			packs, err := s.collectPacks()
+			return n + packs, err
 		default:
 			return n, fmt.Errorf("collect garbage: %w", err)
 		}

@@ -14,9 +14,10 @@ import (
 // from peers; m/pruned is how far each origin's manifest ops have been
 // pruned, and m/pruned.bytes the bytes dropped in all.
 //
-// A dropped chunk's bytes leave the disk when badger's value log GC
-// (CollectGarbage) rewrites the value log file they sit in; the file being
-// written is rewritten only once it is full.
+// A dropped chunk's bytes leave the disk at the next CollectGarbage: a
+// chunk kept in badger when the value log GC rewrites the value log file it
+// sits in (the file being written is rewritten only once it is full), a
+// chunk in a pack when collectPacks deletes or rewrites its pack.
 
 // PruneFiles marks files pruned and drops the chunks given (those of the
 // files that no file still to deliver shares, with their sizes), except
@@ -38,15 +39,21 @@ func (s *Store) PruneFiles(files [][32]byte, chunks map[[32]byte]int64) (int64, 
 			if s.claims[h] != nil {
 				continue
 			}
-			_, err := txn.Get(chunkKey(h))
-			if err == badger.ErrKeyNotFound {
-				continue
+			held := false
+			for _, key := range [][]byte{chunkKey(h), packedKey(h)} {
+				_, err := txn.Get(key)
+				if err == badger.ErrKeyNotFound {
+					continue
+				}
+				if err != nil {
+					return err
+				}
+				held = true
+				drop = append(drop, key)
 			}
-			if err != nil {
-				return err
+			if held {
+				freed += size
 			}
-			freed += size
-			drop = append(drop, chunkKey(h))
 		}
 		return nil
 	})

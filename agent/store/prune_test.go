@@ -7,6 +7,8 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/dgraph-io/badger/v4"
 )
 
 // canaryChunk is a chunk of n bytes starting with a findable marker.
@@ -39,8 +41,40 @@ func filesContaining(t *testing.T, dir string, needle []byte) []string {
 	return out
 }
 
-// A pruned file's chunks are gone from the data directory once the value
-// log GC has run, the chunks of files still to deliver stay, and the store
+// packedRecord is the record a chunk's pointer names, as the pack holds it
+// (nonce and sealed bytes).
+func packedRecord(t *testing.T, s *Store, h [32]byte) []byte {
+	t.Helper()
+	var v []byte
+	err := s.db.View(func(txn *badger.Txn) error {
+		var found bool
+		var err error
+		if v, found, err = get(txn, packedKey(h)); err == nil && !found {
+			err = ErrNoChunk
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := parsePackPtr(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(s.packs.path(p.pack))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	rec := make([]byte, p.n)
+	if _, err := f.ReadAt(rec, int64(p.off)); err != nil {
+		t.Fatal(err)
+	}
+	return rec
+}
+
+// A pruned file's chunks are gone from the data directory once the
+// garbage collection has run, the chunks of files still to deliver stay, and the store
 // remembers which files it pruned and how many bytes it freed.
 func TestPruneFilesFreesTheBytesOnDisk(t *testing.T) {
 	small := func(o *Options) {
@@ -68,8 +102,18 @@ func TestPruneFilesFreesTheBytesOnDisk(t *testing.T) {
 		}
 		kept = append(kept, h)
 	}
-	if got := filesContaining(t, dir, []byte(marker)); len(got) == 0 {
-		t.Fatal("the canary is not in the data directory before the prune: the test proves nothing")
+	if got := filesContaining(t, dir, []byte(marker)); len(got) != 0 {
+		t.Fatalf("a chunk is in clear in %v", got)
+	}
+	// Received chunks are sealed in a pack: what must leave the disk is
+	// their sealed bytes, as the pack holds them.
+	var sealed [][]byte
+	for _, h := range pruned {
+		rec := packedRecord(t, s, h)
+		if got := filesContaining(t, dir, rec[:64]); len(got) == 0 {
+			t.Fatal("a sealed chunk is not in the data directory before the prune: the test proves nothing")
+		}
+		sealed = append(sealed, rec[:64])
 	}
 	file := sha256.Sum256([]byte("the delivered photo"))
 	freed, err := s.PruneFiles([][32]byte{file}, sizes)
@@ -89,13 +133,10 @@ func TestPruneFilesFreesTheBytesOnDisk(t *testing.T) {
 	if _, err := s.CollectGarbage(0.5); err != nil {
 		t.Fatal(err)
 	}
-	if got := filesContaining(t, dir, []byte(marker)); len(got) != 0 {
-		ents, _ := os.ReadDir(dir)
-		for _, e := range ents {
-			b, _ := os.ReadFile(filepath.Join(dir, e.Name()))
-			t.Logf("%s %d bytes, %d canaries, %d kept", e.Name(), len(b), bytes.Count(b, []byte(marker)), bytes.Count(b, []byte("STILL-TO")))
+	for i, rec := range sealed {
+		if got := filesContaining(t, dir, rec); len(got) != 0 {
+			t.Fatalf("pruned chunk %d still on disk in %v", i, got)
 		}
-		t.Fatalf("pruned bytes still on disk in %v", got)
 	}
 	if missing, err := s.MissingChunks(kept); err != nil || len(missing) != 0 {
 		t.Fatalf("%d chunks still to deliver lost (%v)", len(missing), err)

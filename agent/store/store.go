@@ -43,6 +43,8 @@ type Store struct {
 	attachmentFile func(field, value string) ([32]byte, bool)
 	// claims: chunks used by uploads in flight (chunks.go). Writers.
 	claims map[[32]byte]*claim
+	// packs holds the bytes of chunks received from peers (packs.go).
+	packs *packs
 
 	// mu guards the state readers see. It changes only after a commit has
 	// succeeded, and only under wmu.
@@ -106,6 +108,10 @@ func Open(opts Options) (*Store, error) {
 	}
 	s.db = db
 	s.idle = sync.NewCond(&s.life)
+	if s.packs, err = openPacks(filepath.Join(opts.Dir, packDirName), opts.EncryptionKey); err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("open store %s: %w", opts.Dir, err)
+	}
 	if err := s.load(); err != nil {
 		_ = db.Close()
 		return nil, fmt.Errorf("open store %s: %w", opts.Dir, err)
@@ -310,8 +316,12 @@ func (s *Store) Close() error {
 		s.idle.Wait()
 	}
 	s.life.Unlock()
+	perr := s.packs.close()
 	if err := s.db.Close(); err != nil {
 		return fmt.Errorf("close store %s: %w", s.dir, err)
+	}
+	if perr != nil {
+		return fmt.Errorf("close store %s: %w", s.dir, perr)
 	}
 	if s.failed == nil {
 		// Without it the next open checks less, nothing more: not fatal.
