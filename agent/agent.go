@@ -303,9 +303,11 @@ func (a *Agent) Run(ctx context.Context) error {
 		// what its peers hold: ask before writing on it.
 		a.own.reset(a, "starting")
 	}
-	a.wg.Add(2)
+	a.wg.Add(1 + sinkWorkers)
 	go func() { defer a.wg.Done(); a.resignLoop() }()
-	go func() { defer a.wg.Done(); a.chunkSink() }()
+	for range sinkWorkers {
+		go func() { defer a.wg.Done(); a.chunkSink() }()
+	}
 	for _, addr := range a.cfg.Hubs {
 		a.wg.Add(1)
 		go func(addr string) { defer a.wg.Done(); a.hubLoop(addr) }(addr)

@@ -205,11 +205,15 @@ const (
 	// bounded by bytes, and the count is high enough that a batch of 20 KB
 	// fingerprint chunks still reaches several MiB.
 	sinkBatchChunks = 256
+	// sinkWorkers: two sinks take batches from the queue, so that one
+	// seals its batch (AES-GCM, outside the store's writers' lock) while
+	// the other's is written and synced.
+	sinkWorkers = 2
 	sinkBatchBytes  = store.MaxChunkBatch
 )
 
 // chunkSink stores the chunks sessions received, in batches, until the
-// agent stops. Chunks still queued then are dropped: the scheduler that
+// agent stops; sinkWorkers of them run. Chunks still queued then are dropped: the scheduler that
 // asked for them goes with the agent, and the next start asks again for
 // every chunk not held.
 func (a *Agent) chunkSink() {

@@ -94,11 +94,6 @@ func (s *Store) PutChunks(chunks []ChunkData) (bad []int, err error) {
 		return bad, err
 	}
 	defer s.leave()
-	s.wmu.Lock()
-	defer s.wmu.Unlock()
-	if err := s.checkFailed(); err != nil {
-		return bad, fmt.Errorf("put chunks: %w", err)
-	}
 	var fresh []ChunkData
 	err = s.db.View(func(txn *badger.Txn) error {
 		seen := make(map[[32]byte]bool, len(chunks))
@@ -126,28 +121,43 @@ func (s *Store) PutChunks(chunks []ChunkData) (bad []int, err error) {
 			size += len(fresh[n].Data)
 			n++
 		}
-		// Bytes first, pointers once the bytes are durable: a crash
-		// between the two leaves garbage in the pack, never a pointer to
-		// bytes that are not there.
-		ptrs, err := s.packs.append(fresh[:n])
+		// Sealed outside the writers' lock, so that two callers overlap
+		// one's sealing with the other's sync. A chunk another caller
+		// stores meanwhile is written twice: its first record becomes
+		// garbage for the collection, nothing worse.
+		sealed, err := s.packs.seal(fresh[:n])
 		if err != nil {
 			return bad, fmt.Errorf("put chunks: %w", err)
 		}
-		txn := s.db.NewTransaction(true)
-		for i, p := range ptrs {
-			if err := txn.Set(packedKey(fresh[i].Hash), p.bytes()); err != nil {
-				txn.Discard()
-				return bad, fmt.Errorf("put chunks: %w", err)
-			}
-		}
-		err = s.commit(txn)
-		txn.Discard()
-		if err != nil {
+		if err := s.writeSealed(fresh[:n], sealed); err != nil {
 			return bad, fmt.Errorf("put chunks: %w", err)
 		}
 		fresh = fresh[n:]
 	}
 	return bad, nil
+}
+
+// writeSealed writes sealed records to a pack, then, once they are durable,
+// their pointers to badger: a crash between the two leaves garbage in the
+// pack, never a pointer to bytes that are not there.
+func (s *Store) writeSealed(chunks []ChunkData, sealed sealedBatch) error {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	if err := s.checkFailed(); err != nil {
+		return err
+	}
+	ptrs, err := s.packs.write(sealed)
+	if err != nil {
+		return err
+	}
+	txn := s.db.NewTransaction(true)
+	defer txn.Discard()
+	for i, p := range ptrs {
+		if err := txn.Set(packedKey(chunks[i].Hash), p.bytes()); err != nil {
+			return err
+		}
+	}
+	return s.commit(txn)
 }
 
 // chunkHeld reports whether a chunk is held, in badger (a/) or in a pack

@@ -164,42 +164,72 @@ func (p *packs) path(id uint32) string {
 	return filepath.Join(p.dir, fmt.Sprintf("%08d%s", id, packSuffix))
 }
 
-// append seals chunks into the current pack with one write and one fsync,
-// and returns their pointers, in order. When it returns nil the records are
-// durable. Writers only.
+// sealedBatch is chunks sealed for a pack, not yet written: the records
+// back to back, and where each starts and how long it is.
+type sealedBatch struct {
+	buf    []byte
+	starts []int
+}
+
+// seal seals chunks into records. It needs no lock: a record's nonce is
+// random, so it does not depend on where the record is written, and the
+// costly part of a batch (AES-GCM) runs outside the writers' lock.
+func (p *packs) seal(chunks []ChunkData) (sealedBatch, error) {
+	size := 0
+	for _, c := range chunks {
+		if len(c.Data) > maxChunkSize {
+			return sealedBatch{}, fmt.Errorf("chunk of %d bytes, at most %d", len(c.Data), maxChunkSize)
+		}
+		size += packOverhead + len(c.Data)
+	}
+	b := sealedBatch{buf: make([]byte, 0, size), starts: make([]int, len(chunks))}
+	for i, c := range chunks {
+		start := len(b.buf)
+		b.starts[i] = start
+		b.buf = b.buf[:start+nonceSize]
+		if _, err := rand.Read(b.buf[start:]); err != nil {
+			return sealedBatch{}, err
+		}
+		b.buf = p.aead.Seal(b.buf, b.buf[start:start+nonceSize], c.Data, c.Hash[:])
+	}
+	return b, nil
+}
+
+// append seals chunks and writes them, as write does.
 func (p *packs) append(chunks []ChunkData) ([]packPtr, error) {
+	b, err := p.seal(chunks)
+	if err != nil {
+		return nil, err
+	}
+	return p.write(b)
+}
+
+// write writes sealed records into the current pack with one write and one
+// fsync, and returns their pointers, in order. When it returns nil the
+// records are durable. Writers only.
+func (p *packs) write(b sealedBatch) ([]packPtr, error) {
 	if err := p.roll(); err != nil {
 		return nil, err
 	}
 	p.mu.Lock()
 	f, id, off := p.cur, p.curID, p.sizes[p.curID]
 	p.mu.Unlock()
-	size := 0
-	for _, c := range chunks {
-		size += packOverhead + len(c.Data)
-	}
-	buf := make([]byte, 0, size)
-	ptrs := make([]packPtr, len(chunks))
-	for i, c := range chunks {
-		if len(c.Data) > maxChunkSize {
-			return nil, fmt.Errorf("chunk of %d bytes, at most %d", len(c.Data), maxChunkSize)
+	ptrs := make([]packPtr, len(b.starts))
+	for i, start := range b.starts {
+		end := len(b.buf)
+		if i+1 < len(b.starts) {
+			end = b.starts[i+1]
 		}
-		start := len(buf)
-		buf = buf[:start+nonceSize]
-		if _, err := rand.Read(buf[start:]); err != nil {
-			return nil, err
-		}
-		buf = p.aead.Seal(buf, buf[start:start+nonceSize], c.Data, c.Hash[:])
-		ptrs[i] = packPtr{pack: id, off: uint64(off) + uint64(start), n: uint32(len(buf) - start)}
+		ptrs[i] = packPtr{pack: id, off: uint64(off) + uint64(start), n: uint32(end - start)}
 	}
-	if _, err := f.WriteAt(buf, off); err != nil {
+	if _, err := f.WriteAt(b.buf, off); err != nil {
 		return nil, fmt.Errorf("write chunk pack %s: %w", f.Name(), err)
 	}
 	if err := f.Sync(); err != nil {
 		return nil, fmt.Errorf("sync chunk pack %s: %w", f.Name(), err)
 	}
 	p.mu.Lock()
-	p.sizes[id] = off + int64(len(buf))
+	p.sizes[id] = off + int64(len(b.buf))
 	p.mu.Unlock()
 	return ptrs, nil
 }
