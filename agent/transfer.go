@@ -205,11 +205,11 @@ const (
 	// bounded by bytes, and the count is high enough that a batch of 20 KB
 	// fingerprint chunks still reaches several MiB.
 	sinkBatchChunks = 256
+	sinkBatchBytes  = store.MaxChunkBatch
 	// sinkWorkers: two sinks take batches from the queue, so that one
 	// seals its batch (AES-GCM, outside the store's writers' lock) while
 	// the other's is written and synced.
 	sinkWorkers = 2
-	sinkBatchBytes  = store.MaxChunkBatch
 )
 
 // chunkSink stores the chunks sessions received, in batches, until the
