@@ -54,11 +54,17 @@ func profileOne(dir, name string) (args []string, start func(context.Context, ti
 	start = func(ctx context.Context, d time.Duration) func() error {
 		errc := make(chan error, 1)
 		go func() {
-			err := fetchProfile(ctx, addr, d, filepath.Join(dir, name+".pprof"))
+			// An execution trace beside the CPU profile: what the
+			// goroutines wait on (go tool trace -pprof=sync|net|syscall).
+			traced := make(chan error, 1)
+			go func() {
+				traced <- fetchProfile(ctx, addr, "trace", d, filepath.Join(dir, name+".trace"))
+			}()
+			err := fetchProfile(ctx, addr, "profile", d, filepath.Join(dir, name+".pprof"))
 			if err == nil {
 				err = fetchURL(ctx, fmt.Sprintf("http://%s/debug/pprof/heap", addr), filepath.Join(dir, name+".heap"))
 			}
-			errc <- err
+			errc <- errors.Join(err, <-traced)
 		}()
 		return func() error { return <-errc }
 	}
@@ -89,11 +95,11 @@ func fetchURL(ctx context.Context, url, path string) error {
 	return f.Close()
 }
 
-func fetchProfile(ctx context.Context, addr string, d time.Duration, path string) error {
+func fetchProfile(ctx context.Context, addr, kind string, d time.Duration, path string) error {
 	// The receiver's profiler starts with its process: retry briefly.
 	var resp *http.Response
 	err := harness.WaitFor(10*time.Second, func() (bool, error) {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", addr, int(d.Seconds())), nil)
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("http://%s/debug/pprof/%s?seconds=%d", addr, kind, int(d.Seconds())), nil)
 		if err != nil {
 			return false, err
 		}
