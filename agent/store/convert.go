@@ -79,42 +79,16 @@ func copyPacks(src, dst Options, out *badger.DB) error {
 		return err
 	}
 	defer to.close()
-	type named struct {
-		hash [32]byte
-		ptr  packPtr
-	}
-	var todo []named
+	var todo []packedChunk
 	err = out.View(func(txn *badger.Txn) error {
-		return scan(txn, prefixPacked, true, func(k, v []byte) error {
-			p, err := parsePackPtr(v)
-			if err != nil {
-				return err
-			}
-			var h [32]byte
-			copy(h[:], k[len(prefixPacked):])
-			todo = append(todo, named{h, p})
-			return nil
-		})
+		var err error
+		todo, err = packedChunks(txn, func(packPtr) bool { return true })
+		return err
 	})
 	if err != nil {
 		return err
 	}
-	for len(todo) > 0 {
-		var batch []ChunkData
-		size := 0
-		for len(todo) > 0 && (len(batch) == 0 || size+int(todo[0].ptr.n) <= MaxChunkBatch) {
-			data, err := from.read(todo[0].ptr, todo[0].hash)
-			if err != nil {
-				return err
-			}
-			batch = append(batch, ChunkData{Hash: todo[0].hash, Data: data})
-			size += len(data)
-			todo = todo[1:]
-		}
-		ptrs, err := to.append(batch)
-		if err != nil {
-			return err
-		}
+	return repack(from, to, todo, func(batch []ChunkData, ptrs []packPtr) error {
 		wb := out.NewWriteBatch()
 		for i, p := range ptrs {
 			if err := wb.Set(packedKey(batch[i].Hash), p.bytes()); err != nil {
@@ -122,11 +96,8 @@ func copyPacks(src, dst Options, out *badger.DB) error {
 				return err
 			}
 		}
-		if err := wb.Flush(); err != nil {
-			return err
-		}
-	}
-	return nil
+		return wb.Flush()
+	})
 }
 
 // countKeys counts the keys of a closed store.

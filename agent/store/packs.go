@@ -444,31 +444,58 @@ func (s *Store) collectPacks() (int, error) {
 // movePacked copies every chunk kept in the packs of from into the current
 // pack, in batches, and commits their new pointers. The caller holds wmu.
 func (s *Store) movePacked(from map[uint32]bool) error {
-	type named struct {
-		hash [32]byte
-		ptr  packPtr
-	}
-	var todo []named
+	var todo []packedChunk
 	err := s.db.View(func(txn *badger.Txn) error {
-		return scan(txn, prefixPacked, true, func(k, v []byte) error {
-			p, err := parsePackPtr(v)
-			if err != nil || !from[p.pack] {
-				return err
-			}
-			var h [32]byte
-			copy(h[:], k[len(prefixPacked):])
-			todo = append(todo, named{h, p})
-			return nil
-		})
+		var err error
+		todo, err = packedChunks(txn, func(p packPtr) bool { return from[p.pack] })
+		return err
 	})
 	if err != nil {
 		return err
 	}
+	return repack(s.packs, s.packs, todo, func(batch []ChunkData, ptrs []packPtr) error {
+		return s.update(func(txn *badger.Txn) error {
+			for i, p := range ptrs {
+				if err := txn.Set(packedKey(batch[i].Hash), p.bytes()); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	})
+}
+
+// packedChunk is a chunk kept in a pack: its hash and where it is.
+type packedChunk struct {
+	hash [32]byte
+	ptr  packPtr
+}
+
+// packedChunks lists the chunks whose pointers keep says to.
+func packedChunks(txn *badger.Txn, keep func(packPtr) bool) ([]packedChunk, error) {
+	var out []packedChunk
+	err := scan(txn, prefixPacked, true, func(k, v []byte) error {
+		p, err := parsePackPtr(v)
+		if err != nil || !keep(p) {
+			return err
+		}
+		var h [32]byte
+		copy(h[:], k[len(prefixPacked):])
+		out = append(out, packedChunk{h, p})
+		return nil
+	})
+	return out, err
+}
+
+// repack reads the chunks of todo from one set of packs and writes them to
+// another (or the same), in batches of at most MaxChunkBatch, and hands
+// each batch, durable, with its new pointers to point, which records them.
+func repack(from, to *packs, todo []packedChunk, point func([]ChunkData, []packPtr) error) error {
 	for len(todo) > 0 {
 		var batch []ChunkData
 		size := 0
 		for len(todo) > 0 && (len(batch) == 0 || size+int(todo[0].ptr.n) <= MaxChunkBatch) {
-			data, err := s.packs.read(todo[0].ptr, todo[0].hash)
+			data, err := from.read(todo[0].ptr, todo[0].hash)
 			if err != nil {
 				return err
 			}
@@ -476,18 +503,11 @@ func (s *Store) movePacked(from map[uint32]bool) error {
 			size += len(data)
 			todo = todo[1:]
 		}
-		ptrs, err := s.packs.append(batch)
+		ptrs, err := to.append(batch)
 		if err != nil {
 			return err
 		}
-		if err := s.update(func(txn *badger.Txn) error {
-			for i, p := range ptrs {
-				if err := txn.Set(packedKey(batch[i].Hash), p.bytes()); err != nil {
-					return err
-				}
-			}
-			return nil
-		}); err != nil {
+		if err := point(batch, ptrs); err != nil {
 			return err
 		}
 	}
