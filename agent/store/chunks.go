@@ -150,14 +150,17 @@ func (s *Store) writeSealed(chunks []ChunkData, sealed sealedBatch) error {
 	if err != nil {
 		return err
 	}
-	txn := s.db.NewTransaction(true)
-	defer txn.Discard()
+	return s.update(func(txn *badger.Txn) error { return setPointers(txn, chunks, ptrs) })
+}
+
+// setPointers records where each chunk of a batch now is in the packs.
+func setPointers(txn *badger.Txn, chunks []ChunkData, ptrs []packPtr) error {
 	for i, p := range ptrs {
 		if err := txn.Set(packedKey(chunks[i].Hash), p.bytes()); err != nil {
 			return err
 		}
 	}
-	return s.commit(txn)
+	return nil
 }
 
 // chunkHeld reports whether a chunk is held, in badger (a/) or in a pack

@@ -454,14 +454,7 @@ func (s *Store) movePacked(from map[uint32]bool) error {
 		return err
 	}
 	return repack(s.packs, s.packs, todo, func(batch []ChunkData, ptrs []packPtr) error {
-		return s.update(func(txn *badger.Txn) error {
-			for i, p := range ptrs {
-				if err := txn.Set(packedKey(batch[i].Hash), p.bytes()); err != nil {
-					return err
-				}
-			}
-			return nil
-		})
+		return s.update(func(txn *badger.Txn) error { return setPointers(txn, batch, ptrs) })
 	})
 }
 
